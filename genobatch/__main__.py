@@ -1,0 +1,3 @@
+from genobatch.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""One engine per state directory: the lock that guarantees it, and starting/stopping a background engine.
+
+The lock is an ``flock`` on ``<state>/engine.lock``: the kernel drops it when the engine dies, even by
+SIGKILL, so a crashed engine never blocks its successor.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .errors import EngineLockedError
+
+DEFAULT_IDLE_EXIT_SECONDS = 60.0
+
+
+class EngineLock:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "engine.lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> EngineLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = engine_pid(self.path.parent)
+            raise EngineLockedError(
+                f"another genobatch engine (pid {holder}) is already scheduling jobs from {self.path.parent}; "
+                "it runs every job submitted there. Stop it with `genobatch engine stop` "
+                "or use another --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+def engine_pid(state_dir: Path) -> int | None:
+    """The pid of the engine holding the lock, or None if no engine runs."""
+    path = state_dir / "engine.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int(path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def start_background_engine(
+    state_dir: Path, idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS, wait_seconds: float = 10.0
+) -> int | None:
+    """Start ``genobatch engine run`` detached from this terminal, unless one already runs. Returns its pid."""
+    pid = engine_pid(state_dir)
+    if pid:
+        return pid
+    with open(state_dir / "engine.log", "ab") as log:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "genobatch",
+                "engine",
+                "run",
+                "--state-dir",
+                str(state_dir),
+                "--idle-exit",
+                str(idle_exit_seconds),
+                "--quiet-if-running",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        pid = engine_pid(state_dir)
+        if pid:
+            return pid
+        time.sleep(0.02)
+    return None
+
+
+def stop_engine(state_dir: Path, now: bool = False, wait_seconds: float = 60.0) -> int | None:
+    """Ask the engine to stop: it drains (lets running attempts finish) or, with ``now``, kills them."""
+    pid = engine_pid(state_dir)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGINT if now else signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    while engine_pid(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid

@@ -1,0 +1,528 @@
+"""The engine: the one process that moves jobs through their lifecycle and runs their attempts.
+
+Each pass (``step``) does, in one write transaction: record finished attempts (retry or end), advance
+dependencies and array parents, admit RUNNABLE jobs that fit (STARTING); then it launches them and marks
+them RUNNING. Between passes it sleeps on the attempts' pidfds, so a finished attempt wakes it at once;
+submissions from other processes are seen through SQLite's ``data_version`` within ``poll_interval``.
+
+The rules themselves live in ``lifecycle`` and ``admission``; this module only applies them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import logging
+import os
+import selectors
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .admission import Candidate, Pool, admit
+from .daemon import EngineLock
+from .jobs import child_status_counts, set_status
+from .lifecycle import (
+    AttemptOutcome,
+    array_parent_status,
+    outcome_for,
+    resolve_dependencies,
+    status_after_attempt,
+)
+from .model import ExitReason, JobQueue, JobStatus, Resources, RetryStrategy
+from .registry import all_compute_environments, all_job_queues, ensure_defaults
+from .runtime import (
+    ATTEMPT_MARKER_ENV,
+    HostRuntime,
+    LaunchError,
+    LaunchSpec,
+    ProcessExit,
+    RunningProcess,
+    Runtime,
+    find_marked_processes,
+    kill_group,
+    own_peak_rss_kib,
+    process_start_time,
+    session_rss_kib,
+)
+from .store import Store, now_ms
+
+log = logging.getLogger("genobatch.engine")
+CANDIDATE_CHUNK = 256
+
+
+@dataclass
+class Settings:
+    poll_interval: float = 0.2  # how soon submissions from other processes are noticed
+    idle_exit_seconds: float | None = None  # exit after this long with nothing to do (None: never)
+    kill_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL this much later (timeouts, terminate-job)
+    memory_poll_seconds: float = 0.5  # how often the memory of running attempts is sampled
+    starvation_seconds: float = 300.0  # a job that waited this long stops backfill in its environments
+
+
+@dataclass
+class _Attempt:
+    """An attempt this engine is running, with what the engine has decided about it."""
+
+    job_id: str
+    number: int
+    pool: str
+    need: Resources
+    proc: RunningProcess
+    retry: RetryStrategy
+    deadline: float | None
+    started_ms: int
+    kill_reason: ExitReason | None = None
+    kill_detail: str | None = None
+    kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
+    peak_tree_rss_kib: int = 0
+
+
+@dataclass
+class _Finished:
+    attempt: _Attempt
+    outcome: AttemptOutcome
+    cpu_seconds: float | None = None
+    max_rss_kib: int | None = None
+
+
+@dataclass
+class _Admitted:
+    job_id: str
+    number: int
+    pool: str
+    need: Resources
+    spec: LaunchSpec
+    retry: RetryStrategy
+    timeout_s: int | None
+
+
+class Engine:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str] | None = None,
+        runtime: Runtime | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.store = Store(state_dir)
+        ensure_defaults(self.store)
+        self.runtime: Runtime = runtime or HostRuntime()
+        self.settings = settings or Settings()
+        self.running: dict[str, _Attempt] = {}  # job id -> attempt
+        self.pools: dict[str, Pool] = {}
+        self.queues: list[JobQueue] = []
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._data_version = -1
+        self._done_cursor = 0
+        self._stop = threading.Event()
+        self._drain = False
+        self._next_memory_poll = 0.0
+        self._base_env = dict(os.environ)
+
+    # --- public -------------------------------------------------------------------------------------------
+    def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> None:
+        """Schedule until stopped (or, with ``until_idle``, until no job is left to run)."""
+        if stop is not None:
+            self._stop = stop
+        with EngineLock(self.store.state_dir):
+            self._recover()
+            idle_since: float | None = None
+            while True:
+                self.step()
+                if self._stop.is_set() and (not self._drain or not self.running):
+                    break
+                if self.running or self._has_work():
+                    idle_since = None
+                else:
+                    idle_since = idle_since or time.monotonic()
+                    limit = 0.0 if until_idle else self.settings.idle_exit_seconds
+                    if limit is not None and time.monotonic() - idle_since >= limit:
+                        break
+                self._wait()
+            self._kill_all(ExitReason.LOST, "the engine was stopped")
+
+    def request_stop(self, drain: bool) -> None:
+        """Stop soon: ``drain`` lets running attempts finish first; otherwise they are killed (LOST)."""
+        self._drain = drain
+        self._stop.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the engine look at the database now (for callers in the same process)."""
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def step(self) -> bool:
+        """One pass. Returns whether it found anything to do."""
+        finished = self._reap_and_enforce()
+        version = self.store.data_version()
+        external = version != self._data_version
+        self._data_version = version
+        if not finished and not external:
+            return False
+        with self.store.write() as conn:
+            if external:
+                self._refresh_config(conn)
+                self._handle_stop_requests(conn)
+            for done in finished:
+                self._record(conn, done)
+            self._advance(conn)
+            admitted = [] if self._stop.is_set() else self._admit(conn)
+        launched: list[tuple[_Admitted, RunningProcess | str]] = []
+        for item in admitted:
+            try:
+                launched.append((item, self.runtime.launch(item.spec)))
+            except LaunchError as exc:
+                launched.append((item, str(exc)))
+        if launched:
+            self._mark_running(launched)
+        return True
+
+    # --- start-up -----------------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """After a crash: kill what the dead engine left running and let the retry strategy decide."""
+        conn = self.store.conn
+        rows = conn.execute(
+            """SELECT a.job_id, a.number, a.pid, a.proc_start, a.engine_pid, j.retry, j.attempts_made
+               FROM attempts a JOIN jobs j ON j.id = a.job_id AND a.number = j.attempts_made
+               WHERE j.status IN ('STARTING', 'RUNNING')"""
+        ).fetchall()
+        for row in rows:
+            if row["pid"] and process_start_time(row["pid"]) == row["proc_start"]:
+                kill_group(row["pid"], signal.SIGKILL)
+        for pid in find_marked_processes(self.store.state_dir):
+            kill_group(pid, signal.SIGKILL)
+            try:  # an orphan that left its session still carries the marker: kill it and its group
+                group = os.getpgid(pid)
+                os.kill(pid, signal.SIGKILL)
+                kill_group(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        with self.store.write() as conn:
+            for row in rows:
+                outcome = outcome_for(ExitReason.LOST, None, f"engine pid {row['engine_pid']} is gone")
+                self._finish_attempt(
+                    conn,
+                    row["job_id"],
+                    row["number"],
+                    RetryStrategy.parse(json.loads(row["retry"])),
+                    outcome,
+                    None,
+                    None,
+                )
+            self._refresh_config(conn)
+            # Jobs may have ended while no engine ran (cancel-job): re-check everything that waits on others.
+            self._done_cursor = conn.execute("SELECT IFNULL(MAX(done_seq), 0) FROM jobs").fetchone()[0]
+            self._resolve(conn, [r[0] for r in conn.execute("SELECT id FROM jobs WHERE status='PENDING'")])
+            for parent in conn.execute(
+                "SELECT id FROM jobs WHERE status='PENDING' AND array_size IS NOT NULL AND parent_id IS NULL"
+            ).fetchall():
+                self._finish_array_parent(conn, parent[0])
+            self._advance(conn)
+        if rows:
+            log.warning("recovered %d attempt(s) left running by a previous engine: recorded as host lost", len(rows))
+
+    def _refresh_config(self, conn: sqlite3.Connection) -> None:
+        """Re-read compute environments and queues (another process may have created some)."""
+        self.queues = [q for q in all_job_queues(conn) if q.state == "ENABLED"]
+        pools = {
+            env.name: Pool(env.name, env.capacity, env.state == "ENABLED") for env in all_compute_environments(conn)
+        }
+        for attempt in self.running.values():
+            if attempt.pool in pools:
+                pools[attempt.pool].take(attempt.need)
+        self.pools = pools
+
+    def _has_work(self) -> bool:
+        return (
+            self.store.conn.execute(
+                "SELECT 1 FROM jobs WHERE status IN ('SUBMITTED','PENDING','RUNNABLE','STARTING','RUNNING') LIMIT 1"
+            ).fetchone()
+            is not None
+        )
+
+    # --- observing attempts -------------------------------------------------------------------------------
+    def _wait(self) -> None:
+        now = time.monotonic()
+        timeout = self.settings.poll_interval
+        for attempt in self.running.values():
+            for moment in (attempt.deadline, attempt.kill_at):
+                if moment is not None and moment - now < timeout:
+                    timeout = moment - now
+        if self.running:
+            timeout = min(timeout, self._next_memory_poll - now)
+        for key, _ in self._selector.select(max(0.0, timeout)):
+            if key.fd == self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+
+    def _reap_and_enforce(self) -> list[_Finished]:
+        now = time.monotonic()
+        if self.running and now >= self._next_memory_poll:
+            self._check_memory()
+            self._next_memory_poll = now + self.settings.memory_poll_seconds
+        finished = []
+        for job_id, attempt in list(self.running.items()):
+            result = self.runtime.reap(attempt.proc)
+            if result is not None:
+                self._selector.unregister(attempt.proc.pidfd)
+                os.close(attempt.proc.pidfd)
+                del self.running[job_id]
+                if attempt.pool in self.pools:
+                    self.pools[attempt.pool].give_back(attempt.need)
+                finished.append(self._outcome(attempt, result))
+                continue
+            if attempt.kill_at is not None and now >= attempt.kill_at:
+                self.runtime.signal(attempt.proc, signal.SIGKILL)
+                attempt.kill_at = None
+            elif attempt.deadline is not None and now >= attempt.deadline and attempt.kill_reason is None:
+                self._kill(attempt, ExitReason.TIMEOUT, None, graceful=True)
+        return finished
+
+    def _outcome(self, attempt: _Attempt, result: ProcessExit) -> _Finished:
+        # ru_maxrss is exact when above the engine's own peak (see own_peak_rss_kib); else use the sampled peak.
+        max_rss: int | None = max(result.max_rss_kib, attempt.peak_tree_rss_kib)
+        if result.max_rss_kib <= own_peak_rss_kib():
+            max_rss = attempt.peak_tree_rss_kib or None
+        if attempt.kill_reason is not None:
+            outcome = outcome_for(attempt.kill_reason, result.exit_code, attempt.kill_detail)
+        elif result.exit_code == 0:
+            outcome = outcome_for(ExitReason.FINISHED, 0)
+        elif result.signal is not None:
+            outcome = outcome_for(ExitReason.KILLED, result.exit_code, signal.Signals(result.signal).name)
+        else:
+            outcome = outcome_for(ExitReason.FAILED, result.exit_code)
+        return _Finished(attempt, outcome, result.cpu_seconds, max_rss)
+
+    def _check_memory(self) -> None:
+        usage = session_rss_kib(a.proc.pid for a in self.running.values())
+        for attempt in self.running.values():
+            rss = usage.get(attempt.proc.pid, 0)
+            attempt.peak_tree_rss_kib = max(attempt.peak_tree_rss_kib, rss)
+            limit_kib = attempt.need.memory_mib * 1024
+            if rss > limit_kib and attempt.kill_reason is None:
+                detail = f"used {rss // 1024} MiB, limit {attempt.need.memory_mib} MiB"
+                self._kill(attempt, ExitReason.MEMLIMIT, detail, graceful=False)
+
+    def _kill(self, attempt: _Attempt, reason: ExitReason, detail: str | None, graceful: bool) -> None:
+        attempt.kill_reason, attempt.kill_detail = reason, detail
+        if graceful:
+            self.runtime.signal(attempt.proc, signal.SIGTERM)
+            attempt.kill_at = time.monotonic() + self.settings.kill_grace_seconds
+        else:
+            self.runtime.signal(attempt.proc, signal.SIGKILL)
+
+    def _kill_all(self, reason: ExitReason, detail: str) -> None:
+        """On a non-draining stop: kill what still runs and record it, so nothing is left behind."""
+        if not self.running:
+            return
+        for attempt in self.running.values():
+            self._kill(attempt, reason, detail, graceful=False)
+        deadline = time.monotonic() + 10
+        while self.running and time.monotonic() < deadline:
+            self.step()
+            time.sleep(0.01)
+
+    # --- one pass's writes --------------------------------------------------------------------------------
+    def _handle_stop_requests(self, conn: sqlite3.Connection) -> None:
+        for row in conn.execute(
+            "SELECT id, stop_requested FROM jobs WHERE stop_requested IS NOT NULL AND status IN ('STARTING','RUNNING')"
+        ):
+            attempt = self.running.get(row["id"])
+            if attempt is not None and attempt.kill_reason is None:
+                self._kill(attempt, ExitReason.TERMINATED, row["stop_requested"], graceful=True)
+
+    def _record(self, conn: sqlite3.Connection, item: _Finished) -> None:
+        attempt = item.attempt
+        self._finish_attempt(
+            conn, attempt.job_id, attempt.number, attempt.retry, item.outcome, item.cpu_seconds, item.max_rss_kib
+        )
+
+    def _finish_attempt(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        number: int,
+        retry: RetryStrategy,
+        outcome: AttemptOutcome,
+        cpu_seconds: float | None,
+        max_rss_kib: int | None,
+    ) -> None:
+        at = now_ms()
+        conn.execute(
+            """UPDATE attempts SET stopped_at=?, exit_code=?, exit_reason=?, status_reason=?, container_reason=?,
+                   cpu_seconds=?, max_rss_kib=? WHERE job_id=? AND number=?""",
+            (
+                at,
+                outcome.exit_code,
+                outcome.reason.value,
+                outcome.status_reason,
+                outcome.container_reason,
+                cpu_seconds,
+                max_rss_kib,
+                job_id,
+                number,
+            ),
+        )
+        status = status_after_attempt(retry, number, outcome)
+        conn.execute("UPDATE jobs SET exit_code=?, stop_requested=NULL WHERE id=?", (outcome.exit_code, job_id))
+        reason = outcome.status_reason
+        if status is JobStatus.RUNNABLE:
+            reason = f"Attempt {number} of {retry.attempts} failed ({outcome.status_reason}); retrying"
+        set_status(conn, job_id, status, reason, at)
+
+    def _advance(self, conn: sqlite3.Connection) -> int:
+        """New jobs go SUBMITTED -> PENDING -> RUNNABLE; ended jobs release or fail their dependents."""
+        transitions = 0
+        submitted = conn.execute("SELECT id FROM jobs WHERE status='SUBMITTED' ORDER BY seq").fetchall()
+        for row in submitted:
+            set_status(conn, row[0], JobStatus.PENDING)
+        transitions += len(submitted)
+        transitions += self._resolve(conn, [row[0] for row in submitted])
+        while True:
+            done = conn.execute(
+                "SELECT id, parent_id, done_seq FROM jobs WHERE done_seq > ? ORDER BY done_seq", (self._done_cursor,)
+            ).fetchall()
+            if not done:
+                return transitions
+            self._done_cursor = done[-1]["done_seq"]
+            dependents = [
+                r[0] for d in done for r in conn.execute("SELECT job_id FROM deps WHERE depends_on=?", (d["id"],))
+            ]
+            transitions += self._resolve(conn, dependents)
+            for parent_id in dict.fromkeys(d["parent_id"] for d in done if d["parent_id"]):
+                transitions += self._finish_array_parent(conn, parent_id)
+
+    def _resolve(self, conn: sqlite3.Connection, job_ids: list[str]) -> int:
+        """Move PENDING jobs whose dependencies have all ended (array parents wait for their children)."""
+        changed = 0
+        for job_id in dict.fromkeys(job_ids):
+            row = conn.execute("SELECT status, array_size, parent_id FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None or row["status"] != "PENDING" or (row["array_size"] and row["parent_id"] is None):
+                continue
+            states = [
+                (r[0], JobStatus(r[1]))
+                for r in conn.execute(
+                    "SELECT d.depends_on, p.status FROM deps d JOIN jobs p ON p.id = d.depends_on WHERE d.job_id=?",
+                    (job_id,),
+                )
+            ]
+            verdict = resolve_dependencies(states)
+            if verdict.status is not JobStatus.PENDING:
+                set_status(conn, job_id, verdict.status, verdict.reason)
+                changed += 1
+        return changed
+
+    def _finish_array_parent(self, conn: sqlite3.Connection, parent_id: str) -> int:
+        row = conn.execute("SELECT status, array_size FROM jobs WHERE id=?", (parent_id,)).fetchone()
+        if row is None or JobStatus(row["status"]).is_terminal:
+            return 0
+        counts = child_status_counts(conn, parent_id)
+        status = array_parent_status(counts, row["array_size"])
+        if status is None:
+            return 0
+        failed = counts[JobStatus.FAILED]
+        set_status(conn, parent_id, status, f"{failed} of {row['array_size']} child jobs failed" if failed else None)
+        return 1
+
+    def _candidates(self, conn: sqlite3.Connection) -> Iterator[Candidate]:
+        """RUNNABLE jobs in admission order: queue priority, then submission order (read lazily, in chunks)."""
+
+        def queue_rows(queue_name: str, priority: int, envs: tuple[str, ...]) -> Iterator[tuple[int, int, Candidate]]:
+            last = 0
+            while True:
+                rows = conn.execute(
+                    "SELECT seq, id, vcpus, memory_mib, runnable_at FROM jobs WHERE status='RUNNABLE' AND queue=? "
+                    "AND seq > ? ORDER BY seq LIMIT ?",
+                    (queue_name, last, CANDIDATE_CHUNK),
+                ).fetchall()
+                for row in rows:
+                    yield (
+                        -priority,
+                        row["seq"],
+                        Candidate(row["id"], Resources(row["vcpus"], row["memory_mib"]), envs, row["runnable_at"] or 0),
+                    )
+                if len(rows) < CANDIDATE_CHUNK:
+                    return
+                last = rows[-1]["seq"]
+
+        merged = heapq.merge(
+            *(queue_rows(q.name, q.priority, q.compute_environments) for q in self.queues),
+            key=lambda item: (item[0], item[1]),
+        )
+        for _, _, candidate in merged:
+            yield candidate
+
+    def _admit(self, conn: sqlite3.Connection) -> list[_Admitted]:
+        for pool in self.pools.values():
+            pool.reserved = False
+        placed = admit(self._candidates(conn), self.pools, now_ms(), int(self.settings.starvation_seconds * 1000))
+        admitted = []
+        for candidate, pool_name in placed:
+            row = conn.execute("SELECT * FROM jobs WHERE id=?", (candidate.job_id,)).fetchone()
+            number = row["attempts_made"] + 1
+            log_dir = self.store.attempt_dir(row["id"], number)
+            conn.execute("UPDATE jobs SET attempts_made=? WHERE id=?", (number, row["id"]))
+            conn.execute(
+                "INSERT INTO attempts (job_id, number, compute_environment, engine_pid, log_dir) VALUES (?,?,?,?,?)",
+                (row["id"], number, pool_name, os.getpid(), str(log_dir)),
+            )
+            set_status(conn, row["id"], JobStatus.STARTING)
+            environment = {
+                **self._base_env,
+                **json.loads(row["environment"]),
+                "AWS_BATCH_JOB_ID": row["id"],
+                "AWS_BATCH_JOB_ATTEMPT": str(number),
+                "AWS_BATCH_JQ_NAME": row["queue"],
+                "AWS_BATCH_CE_NAME": pool_name,
+                ATTEMPT_MARKER_ENV: f"{self.store.state_dir}|{row['id']}|{number}",
+            }
+            spec = LaunchSpec(
+                row["id"], number, json.loads(row["command"]), environment, log_dir, row["vcpus"], row["memory_mib"]
+            )
+            admitted.append(
+                _Admitted(
+                    row["id"],
+                    number,
+                    pool_name,
+                    candidate.need,
+                    spec,
+                    RetryStrategy.parse(json.loads(row["retry"])),
+                    row["timeout_s"],
+                )
+            )
+        return admitted
+
+    def _mark_running(self, launched: list[tuple[_Admitted, RunningProcess | str]]) -> None:
+        with self.store.write() as conn:
+            for item, proc in launched:
+                if isinstance(proc, str):
+                    self.pools[item.pool].give_back(item.need)
+                    self._finish_attempt(
+                        conn,
+                        item.job_id,
+                        item.number,
+                        item.retry,
+                        outcome_for(ExitReason.CANNOT_START, None, proc),
+                        None,
+                        None,
+                    )
+                    continue
+                at = now_ms()
+                conn.execute(
+                    "UPDATE attempts SET pid=?, proc_start=?, started_at=? WHERE job_id=? AND number=?",
+                    (proc.pid, proc.proc_start, at, item.job_id, item.number),
+                )
+                set_status(conn, item.job_id, JobStatus.RUNNING, None, at)
+                deadline = time.monotonic() + item.timeout_s if item.timeout_s else None
+                self.running[item.job_id] = _Attempt(
+                    item.job_id, item.number, item.pool, item.need, proc, item.retry, deadline, at
+                )
+                self._selector.register(proc.pidfd, selectors.EVENT_READ, item.job_id)
+        self._next_memory_poll = min(self._next_memory_poll, time.monotonic() + self.settings.memory_poll_seconds)

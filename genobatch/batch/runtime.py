@@ -1,0 +1,164 @@
+"""Runtimes launch one attempt as a process and observe it. ``HostRuntime`` runs the command on this machine.
+
+Each attempt is the leader of its own session and process group, so terminate/timeout/OOM kill the whole
+tree. The engine waits on a pidfd and reaps with ``wait4`` to get exact CPU time and peak RSS from the kernel.
+A container runtime (the containers issue) implements the same ``Runtime`` protocol by launching
+``podman run`` as that process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+ATTEMPT_MARKER_ENV = "GENOBATCH_ATTEMPT"  # "<state dir>|<job id>|<attempt>": finds orphans after a crash
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class LaunchError(Exception):
+    """The command could not be started (missing executable, permission denied...)."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    job_id: str
+    attempt: int
+    command: list[str]
+    environment: dict[str, str]  # complete: the runtime adds nothing
+    log_dir: Path
+    vcpus: float
+    memory_mib: int
+
+    @property
+    def work_dir(self) -> Path:
+        return self.log_dir / "work"
+
+
+@dataclass
+class ProcessExit:
+    exit_code: int  # as a shell reports it: 128 + N when killed by signal N
+    signal: int | None
+    cpu_seconds: float
+    max_rss_kib: int
+
+
+@dataclass
+class RunningProcess:
+    spec: LaunchSpec
+    pid: int
+    pidfd: int
+    proc_start: str | None
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+class Runtime(Protocol):
+    """Launch an attempt as a child process; the engine owns (and closes) the returned pidfd."""
+
+    name: str
+
+    def launch(self, spec: LaunchSpec) -> RunningProcess: ...
+
+    def signal(self, proc: RunningProcess, signum: int) -> None: ...
+
+    def reap(self, proc: RunningProcess) -> ProcessExit | None: ...
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: with the pid, identifies a process across pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def kill_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+class HostRuntime:
+    """Run the command directly on this machine (no shell unless the command is one)."""
+
+    name = "host"
+
+    def launch(self, spec: LaunchSpec) -> RunningProcess:
+        spec.work_dir.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_dir / "stdout.log", "wb") as out, open(spec.log_dir / "stderr.log", "wb") as err:
+            try:
+                popen = subprocess.Popen(
+                    spec.command,
+                    cwd=spec.work_dir,
+                    env=spec.environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise LaunchError(f"{spec.command[0]}: {exc.strerror or exc}") from None
+        return RunningProcess(spec, popen.pid, os.pidfd_open(popen.pid), process_start_time(popen.pid), popen)
+
+    def signal(self, proc: RunningProcess, signum: int) -> None:
+        kill_group(proc.pid, signum)
+
+    def reap(self, proc: RunningProcess) -> ProcessExit | None:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        kill_group(proc.pid, signal.SIGKILL)  # leftovers of the attempt die with it, as in a container
+        code = os.waitstatus_to_exitcode(status)
+        if proc.popen is not None:
+            proc.popen.returncode = code  # we reaped it; keep subprocess from trying again
+        signum = -code if code < 0 else None
+        return ProcessExit(128 + signum if signum else code, signum, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+
+
+def own_peak_rss_kib() -> int:
+    """This process's VmHWM. The kernel copies a parent's peak RSS into a child's ``ru_maxrss`` at exec, so a
+    child's ``ru_maxrss`` is the child's own peak only when it exceeds this value."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+def session_rss_kib(sessions: Iterable[int]) -> dict[int, int]:
+    """Resident memory summed over every process of each session (an attempt's whole process tree)."""
+    wanted = set(sessions)
+    totals = dict.fromkeys(wanted, 0)
+    if not wanted:
+        return totals
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        session = int(fields[3])
+        if session in wanted:
+            totals[session] += int(fields[21]) * PAGE_KIB
+    return totals
+
+
+def find_marked_processes(state_dir: Path) -> list[int]:
+    """Pids whose environment marks them as attempts of this state directory (orphans after a crash)."""
+    prefix = f"{ATTEMPT_MARKER_ENV}={state_dir}|".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if any(item.startswith(prefix) for item in environ.read().split(b"\0")):
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

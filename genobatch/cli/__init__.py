@@ -1,0 +1,51 @@
+"""The ``genobatch`` command. Each subcommand lives in its own module; this one only dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from genobatch import __version__
+from genobatch.batch import BatchClient, ClientException
+from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
+
+from . import batch, engine
+from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        default=argparse.SUPPRESS,
+        type=Path,
+        help=f"engine state (default: ${STATE_DIR_ENV} or ~/.genobatch)",
+    )
+    parser = argparse.ArgumentParser(prog="genobatch", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=f"genobatch {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    batch.add_parser(subparsers, common)
+    engine.add_parser(subparsers, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    state_dir = Path(getattr(args, "state_dir", None) or default_state_dir()).expanduser().resolve()
+    try:
+        if args.command == "batch":
+            code = batch.run(args, lambda autostart: BatchClient(state_dir, autostart_engine=autostart))
+        else:
+            code = engine.run(args, state_dir)
+    except UsageError as exc:
+        print(f"\n{exc}\n", file=sys.stderr)
+        code = EXIT_USAGE
+    except ClientException as exc:
+        operation = batch.operation_name(getattr(args, "verb", ""))
+        print(f"\nAn error occurred ({exc.code}) when calling the {operation} operation: {exc}\n", file=sys.stderr)
+        code = EXIT_CLIENT_ERROR
+    except TimeoutError as exc:
+        print(f"genobatch: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
