@@ -1,19 +1,22 @@
 """Resource admission: which RUNNABLE jobs start now, and why the others wait. Pure; no I/O.
 
 Order is queue priority (higher first), then submission order. A job that does not fit does not block
-smaller jobs behind it (backfill), except when it has waited longer than the starvation limit: then its
-compute environments take no more backfill until it starts, so large jobs cannot wait forever.
+smaller jobs behind it (backfill, up to ``BACKFILL_DEPTH`` jobs deep), except when it has waited longer than
+the starvation limit: then its compute environments take no more backfill until it starts, so large jobs
+cannot wait forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .model import Resources
 
 MIN_VCPUS = 0.25
 MIN_MEMORY_MIB = 4
+BACKFILL_DEPTH = 200  # jobs that do not fit, examined per queue and pass (cf. Slurm's bf_max_job_test)
 
 
 @dataclass
@@ -55,28 +58,61 @@ class Pool:
 @dataclass(frozen=True)
 class Candidate:
     job_id: str
+    seq: int  # submission order
     need: Resources
-    compute_environments: tuple[str, ...]  # the job queue's order
     runnable_since_ms: int
 
 
+@dataclass
+class QueueStream:
+    """One job queue's RUNNABLE jobs in submission order, and the pools it places them in (in order)."""
+
+    priority: int
+    pools: tuple[str, ...]
+    candidates: Iterator[Candidate]
+
+
 def admit(
-    candidates: Iterable[Candidate], pools: dict[str, Pool], now_ms: int, starvation_ms: int
+    streams: list[QueueStream],
+    pools: dict[str, Pool],
+    now_ms: int,
+    starvation_ms: int,
+    backfill_depth: int = BACKFILL_DEPTH,
 ) -> list[tuple[Candidate, str]]:
-    """Place candidates (already in priority order) into pools; returns (candidate, pool name) pairs."""
+    """Place candidates, higher-priority queues first, then submission order; returns (candidate, pool) pairs.
+
+    A queue stops being read once all its pools are full, or after ``backfill_depth`` jobs that did not fit,
+    so a pass costs about as much as the jobs it starts, not as many as are waiting.
+    """
+    heap: list[tuple[int, int, int, Candidate]] = []
+
+    def pull(index: int) -> None:
+        candidate = next(streams[index].candidates, None)
+        if candidate is not None:
+            heapq.heappush(heap, (-streams[index].priority, candidate.seq, index, candidate))
+
+    for index in range(len(streams)):
+        pull(index)
+    skipped = [0] * len(streams)
     placed: list[tuple[Candidate, str]] = []
-    for cand in candidates:
-        own = [pools[name] for name in cand.compute_environments if name in pools]
-        if all(pool.full for pool in pools.values()):
-            break
+    while heap:
+        _, _, index, cand = heapq.heappop(heap)
+        own = [pools[name] for name in streams[index].pools if name in pools]
+        if all(pool.full for pool in own):
+            continue  # this queue can place nothing more: stop reading it
         target = next((pool for pool in own if not pool.reserved and pool.fits(cand.need)), None)
         if target is not None:
             target.take(cand.need)
             placed.append((cand, target.name))
-        elif now_ms - cand.runnable_since_ms >= starvation_ms:
-            for pool in own:
-                if pool.can_ever_fit(cand.need):
-                    pool.reserved = True
+        else:
+            skipped[index] += 1
+            if now_ms - cand.runnable_since_ms >= starvation_ms:
+                for pool in own:
+                    if pool.can_ever_fit(cand.need):
+                        pool.reserved = True
+            if skipped[index] >= backfill_depth:
+                continue
+        pull(index)
     return placed
 
 

@@ -11,7 +11,6 @@ The rules themselves live in ``lifecycle`` and ``admission``; this module only a
 from __future__ import annotations
 
 import contextlib
-import heapq
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .admission import Candidate, Pool, admit
+from .admission import Candidate, Pool, QueueStream, admit
 from .daemon import EngineLock
 from .jobs import child_status_counts, set_status
 from .lifecycle import (
@@ -33,7 +32,15 @@ from .lifecycle import (
     resolve_dependencies,
     status_after_attempt,
 )
-from .model import ExitReason, JobQueue, JobStatus, Resources, RetryStrategy
+from .model import (
+    ACTIVE_SQL,
+    OPEN_SQL,
+    ExitReason,
+    JobQueue,
+    JobStatus,
+    Resources,
+    RetryStrategy,
+)
 from .registry import all_compute_environments, all_job_queues, ensure_defaults
 from .runtime import (
     ATTEMPT_MARKER_ENV,
@@ -52,7 +59,8 @@ from .runtime import (
 from .store import Store, now_ms
 
 log = logging.getLogger("genobatch.engine")
-CANDIDATE_CHUNK = 256
+FIRST_CANDIDATE_CHUNK = 8  # most passes free one or two slots: read few rows first, more only if needed
+MAX_CANDIDATE_CHUNK = 1024
 
 
 @dataclass
@@ -119,6 +127,7 @@ class Engine:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._data_version = -1
+        self._dirty = True  # a pass changed state on its own (e.g. a failed launch): run another
         self._done_cursor = 0
         self._stop = threading.Event()
         self._drain = False
@@ -164,8 +173,9 @@ class Engine:
         version = self.store.data_version()
         external = version != self._data_version
         self._data_version = version
-        if not finished and not external:
+        if not finished and not external and not self._dirty:
             return False
+        self._dirty = False
         with self.store.write() as conn:
             if external:
                 self._refresh_config(conn)
@@ -191,7 +201,8 @@ class Engine:
         rows = conn.execute(
             """SELECT a.job_id, a.number, a.pid, a.proc_start, a.engine_pid, j.retry, j.attempts_made
                FROM attempts a JOIN jobs j ON j.id = a.job_id AND a.number = j.attempts_made
-               WHERE j.status IN ('STARTING', 'RUNNING')"""
+               WHERE j.status IN """
+            + ACTIVE_SQL
         ).fetchall()
         for row in rows:
             if row["pid"] and process_start_time(row["pid"]) == row["proc_start"]:
@@ -240,17 +251,12 @@ class Engine:
         self.pools = pools
 
     def _has_work(self) -> bool:
-        return (
-            self.store.conn.execute(
-                "SELECT 1 FROM jobs WHERE status IN ('SUBMITTED','PENDING','RUNNABLE','STARTING','RUNNING') LIMIT 1"
-            ).fetchone()
-            is not None
-        )
+        return self.store.conn.execute(f"SELECT 1 FROM jobs WHERE status IN {OPEN_SQL} LIMIT 1").fetchone() is not None
 
     # --- observing attempts -------------------------------------------------------------------------------
     def _wait(self) -> None:
         now = time.monotonic()
-        timeout = self.settings.poll_interval
+        timeout = 0.0 if self._dirty else self.settings.poll_interval
         for attempt in self.running.values():
             for moment in (attempt.deadline, attempt.kill_at):
                 if moment is not None and moment - now < timeout:
@@ -268,15 +274,17 @@ class Engine:
             self._check_memory()
             self._next_memory_poll = now + self.settings.memory_poll_seconds
         finished = []
+        engine_peak: int | None = None
         for job_id, attempt in list(self.running.items()):
             result = self.runtime.reap(attempt.proc)
             if result is not None:
+                engine_peak = engine_peak or own_peak_rss_kib()
                 self._selector.unregister(attempt.proc.pidfd)
                 os.close(attempt.proc.pidfd)
                 del self.running[job_id]
                 if attempt.pool in self.pools:
                     self.pools[attempt.pool].give_back(attempt.need)
-                finished.append(self._outcome(attempt, result))
+                finished.append(self._outcome(attempt, result, engine_peak))
                 continue
             if attempt.kill_at is not None and now >= attempt.kill_at:
                 self.runtime.signal(attempt.proc, signal.SIGKILL)
@@ -285,10 +293,10 @@ class Engine:
                 self._kill(attempt, ExitReason.TIMEOUT, None, graceful=True)
         return finished
 
-    def _outcome(self, attempt: _Attempt, result: ProcessExit) -> _Finished:
+    def _outcome(self, attempt: _Attempt, result: ProcessExit, engine_peak_kib: int) -> _Finished:
         # ru_maxrss is exact when above the engine's own peak (see own_peak_rss_kib); else use the sampled peak.
         max_rss: int | None = max(result.max_rss_kib, attempt.peak_tree_rss_kib)
-        if result.max_rss_kib <= own_peak_rss_kib():
+        if result.max_rss_kib <= engine_peak_kib:
             max_rss = attempt.peak_tree_rss_kib or None
         if attempt.kill_reason is not None:
             outcome = outcome_for(attempt.kill_reason, result.exit_code, attempt.kill_detail)
@@ -332,7 +340,7 @@ class Engine:
     # --- one pass's writes --------------------------------------------------------------------------------
     def _handle_stop_requests(self, conn: sqlite3.Connection) -> None:
         for row in conn.execute(
-            "SELECT id, stop_requested FROM jobs WHERE stop_requested IS NOT NULL AND status IN ('STARTING','RUNNING')"
+            f"SELECT id, stop_requested FROM jobs WHERE stop_requested IS NOT NULL AND status IN {ACTIVE_SQL}"
         ):
             attempt = self.running.get(row["id"])
             if attempt is not None and attempt.kill_reason is None:
@@ -423,6 +431,12 @@ class Engine:
         row = conn.execute("SELECT status, array_size FROM jobs WHERE id=?", (parent_id,)).fetchone()
         if row is None or JobStatus(row["status"]).is_terminal:
             return 0
+        open_child = conn.execute(  # an indexed probe: this runs after every child, so it must not count them all
+            f"SELECT 1 FROM jobs WHERE parent_id=? AND status IN {OPEN_SQL} LIMIT 1",
+            (parent_id,),
+        ).fetchone()
+        if open_child:
+            return 0
         counts = child_status_counts(conn, parent_id)
         status = array_parent_status(counts, row["array_size"])
         if status is None:
@@ -431,38 +445,31 @@ class Engine:
         set_status(conn, parent_id, status, f"{failed} of {row['array_size']} child jobs failed" if failed else None)
         return 1
 
-    def _candidates(self, conn: sqlite3.Connection) -> Iterator[Candidate]:
-        """RUNNABLE jobs in admission order: queue priority, then submission order (read lazily, in chunks)."""
+    def _stream(self, conn: sqlite3.Connection, queue: JobQueue) -> QueueStream:
+        """A queue's RUNNABLE jobs in submission order, read lazily: few rows first, more only if needed."""
 
-        def queue_rows(queue_name: str, priority: int, envs: tuple[str, ...]) -> Iterator[tuple[int, int, Candidate]]:
-            last = 0
+        def rows() -> Iterator[Candidate]:
+            last, chunk = 0, FIRST_CANDIDATE_CHUNK
             while True:
-                rows = conn.execute(
+                batch = conn.execute(
                     "SELECT seq, id, vcpus, memory_mib, runnable_at FROM jobs WHERE status='RUNNABLE' AND queue=? "
                     "AND seq > ? ORDER BY seq LIMIT ?",
-                    (queue_name, last, CANDIDATE_CHUNK),
+                    (queue.name, last, chunk),
                 ).fetchall()
-                for row in rows:
-                    yield (
-                        -priority,
-                        row["seq"],
-                        Candidate(row["id"], Resources(row["vcpus"], row["memory_mib"]), envs, row["runnable_at"] or 0),
-                    )
-                if len(rows) < CANDIDATE_CHUNK:
+                for row in batch:
+                    need = Resources(row["vcpus"], row["memory_mib"])
+                    yield Candidate(row["id"], row["seq"], need, row["runnable_at"] or 0)
+                if len(batch) < chunk:
                     return
-                last = rows[-1]["seq"]
+                last, chunk = batch[-1]["seq"], min(chunk * 4, MAX_CANDIDATE_CHUNK)
 
-        merged = heapq.merge(
-            *(queue_rows(q.name, q.priority, q.compute_environments) for q in self.queues),
-            key=lambda item: (item[0], item[1]),
-        )
-        for _, _, candidate in merged:
-            yield candidate
+        return QueueStream(queue.priority, queue.compute_environments, rows())
 
     def _admit(self, conn: sqlite3.Connection) -> list[_Admitted]:
         for pool in self.pools.values():
             pool.reserved = False
-        placed = admit(self._candidates(conn), self.pools, now_ms(), int(self.settings.starvation_seconds * 1000))
+        streams = [self._stream(conn, queue) for queue in self.queues]
+        placed = admit(streams, self.pools, now_ms(), int(self.settings.starvation_seconds * 1000))
         admitted = []
         for candidate, pool_name in placed:
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (candidate.job_id,)).fetchone()
@@ -504,6 +511,7 @@ class Engine:
             for item, proc in launched:
                 if isinstance(proc, str):
                     self.pools[item.pool].give_back(item.need)
+                    self._dirty = True
                     self._finish_attempt(
                         conn,
                         item.job_id,

@@ -18,6 +18,7 @@ from .model import (
     MAX_ARRAY_SIZE,
     MAX_DEPENDS_ON,
     MIN_ARRAY_SIZE,
+    OPEN_SQL,
     QUEUED_STATUSES,
     JobDefinition,
     JobStatus,
@@ -309,7 +310,7 @@ def stop_job(store: Store, job_id: str, reason: str, terminate: bool) -> dict[st
         targets = [row]
         if row["array_size"] is not None and row["parent_id"] is None:
             targets = conn.execute(
-                "SELECT id, status FROM jobs WHERE parent_id=? AND status NOT IN ('SUCCEEDED','FAILED')", (job_id,)
+                "SELECT id, status FROM jobs WHERE parent_id=? AND status IN " + OPEN_SQL, (job_id,)
             ).fetchall()
         for target in targets:
             status = JobStatus(target["status"])

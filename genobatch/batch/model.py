@@ -48,6 +48,15 @@ ACTIVE_STATUSES = (JobStatus.STARTING, JobStatus.RUNNING)
 QUEUED_STATUSES = (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE)
 
 
+def sql_list(statuses: tuple[JobStatus, ...]) -> str:
+    """``('A','B')`` for SQL ``IN`` clauses, so queries never spell states out by hand."""
+    return "(" + ",".join(f"'{status.value}'" for status in statuses) + ")"
+
+
+ACTIVE_SQL = sql_list(ACTIVE_STATUSES)  # holding resources
+OPEN_SQL = sql_list(QUEUED_STATUSES + ACTIVE_STATUSES)  # not yet ended
+
+
 class ExitReason(enum.StrEnum):
     """Why an attempt ended (Toil's taxonomy). Retry rules, the trace and reports read it."""
 

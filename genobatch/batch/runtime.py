@@ -89,7 +89,7 @@ class HostRuntime:
     name = "host"
 
     def launch(self, spec: LaunchSpec) -> RunningProcess:
-        spec.work_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(spec.work_dir, exist_ok=True)
         with open(spec.log_dir / "stdout.log", "wb") as out, open(spec.log_dir / "stderr.log", "wb") as err:
             try:
                 popen = subprocess.Popen(

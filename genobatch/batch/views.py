@@ -13,7 +13,13 @@ from typing import Any
 from .admission import Pool, why_waiting
 from .errors import ClientException
 from .jobs import child_status_counts
-from .model import JobStatus, Resources, arn, name_from_arn
+from .model import (
+    ACTIVE_SQL,
+    JobStatus,
+    Resources,
+    arn,
+    name_from_arn,
+)
 from .registry import all_compute_environments, get_job_queue
 from .store import Store
 
@@ -30,7 +36,8 @@ def current_pools(conn: sqlite3.Connection) -> dict[str, Pool]:
     for row in conn.execute(
         """SELECT a.compute_environment AS env, j.vcpus, j.memory_mib FROM jobs j
            JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts_made
-           WHERE j.status IN ('STARTING', 'RUNNING')"""
+           WHERE j.status IN """
+        + ACTIVE_SQL
     ):
         if row["env"] in pools:
             pools[row["env"]].take(Resources(row["vcpus"], row["memory_mib"]))
