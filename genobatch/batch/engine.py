@@ -183,15 +183,15 @@ class Engine:
             for done in finished:
                 self._record(conn, done)
             self._advance(conn)
-            admitted = [] if self._stop.is_set() else self._admit(conn)
-        launched: list[tuple[_Admitted, RunningProcess | str]] = []
-        for item in admitted:
-            try:
-                launched.append((item, self.runtime.launch(item.spec)))
-            except LaunchError as exc:
-                launched.append((item, str(exc)))
-        if launched:
-            self._mark_running(launched)
+            if not self._stop.is_set():
+                # Launching inside the transaction saves a commit per pass. If the engine dies between a launch
+                # and the commit, the job is still RUNNABLE in the database and the next engine kills the orphan
+                # (found by its GENOBATCH_ATTEMPT marker) before running the job again.
+                for item in self._admit(conn):
+                    try:
+                        self._mark_running(conn, item, self.runtime.launch(item.spec))
+                    except LaunchError as exc:
+                        self._mark_running(conn, item, str(exc))
         return True
 
     # --- start-up -----------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ class Engine:
                 )
             self._refresh_config(conn)
             # Jobs may have ended while no engine ran (cancel-job): re-check everything that waits on others.
-            self._done_cursor = conn.execute("SELECT IFNULL(MAX(done_seq), 0) FROM jobs").fetchone()[0]
+            self._done_cursor = conn.execute("SELECT value FROM meta WHERE key='done_seq'").fetchone()[0]
             self._resolve(conn, [r[0] for r in conn.execute("SELECT id FROM jobs WHERE status='PENDING'")])
             for parent in conn.execute(
                 "SELECT id FROM jobs WHERE status='PENDING' AND array_size IS NOT NULL AND parent_id IS NULL"
@@ -506,31 +506,23 @@ class Engine:
             )
         return admitted
 
-    def _mark_running(self, launched: list[tuple[_Admitted, RunningProcess | str]]) -> None:
-        with self.store.write() as conn:
-            for item, proc in launched:
-                if isinstance(proc, str):
-                    self.pools[item.pool].give_back(item.need)
-                    self._dirty = True
-                    self._finish_attempt(
-                        conn,
-                        item.job_id,
-                        item.number,
-                        item.retry,
-                        outcome_for(ExitReason.CANNOT_START, None, proc),
-                        None,
-                        None,
-                    )
-                    continue
-                at = now_ms()
-                conn.execute(
-                    "UPDATE attempts SET pid=?, proc_start=?, started_at=? WHERE job_id=? AND number=?",
-                    (proc.pid, proc.proc_start, at, item.job_id, item.number),
-                )
-                set_status(conn, item.job_id, JobStatus.RUNNING, None, at)
-                deadline = time.monotonic() + item.timeout_s if item.timeout_s else None
-                self.running[item.job_id] = _Attempt(
-                    item.job_id, item.number, item.pool, item.need, proc, item.retry, deadline, at
-                )
-                self._selector.register(proc.pidfd, selectors.EVENT_READ, item.job_id)
+    def _mark_running(self, conn: sqlite3.Connection, item: _Admitted, proc: RunningProcess | str) -> None:
+        """Record a launch: RUNNING with its pid, or (``proc`` is the error) an attempt that could not start."""
+        if isinstance(proc, str):
+            self.pools[item.pool].give_back(item.need)
+            self._dirty = True
+            outcome = outcome_for(ExitReason.CANNOT_START, None, proc)
+            self._finish_attempt(conn, item.job_id, item.number, item.retry, outcome, None, None)
+            return
+        at = now_ms()
+        conn.execute(
+            "UPDATE attempts SET pid=?, proc_start=?, started_at=? WHERE job_id=? AND number=?",
+            (proc.pid, proc.proc_start, at, item.job_id, item.number),
+        )
+        set_status(conn, item.job_id, JobStatus.RUNNING, None, at)
+        deadline = time.monotonic() + item.timeout_s if item.timeout_s else None
+        self.running[item.job_id] = _Attempt(
+            item.job_id, item.number, item.pool, item.need, proc, item.retry, deadline, at
+        )
+        self._selector.register(proc.pidfd, selectors.EVENT_READ, item.job_id)
         self._next_memory_poll = min(self._next_memory_poll, time.monotonic() + self.settings.memory_poll_seconds)

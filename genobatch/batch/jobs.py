@@ -43,14 +43,17 @@ def set_status(
     """Move a job to ``status``, stamping times, the event log and, for terminal states, ``done_seq``."""
     at = at or now_ms()
     terminal = status.is_terminal
+    done_seq = None
+    if terminal:  # a counter row, not MAX(done_seq): this runs for every job and must not grow with the table
+        done_seq = conn.execute("UPDATE meta SET value = value + 1 WHERE key='done_seq' RETURNING value").fetchone()[0]
     conn.execute(
         """UPDATE jobs SET status=?, status_reason=?,
                started_at=CASE WHEN ?='RUNNING' AND started_at IS NULL THEN ? ELSE started_at END,
                runnable_at=CASE WHEN ?='RUNNABLE' THEN ? ELSE runnable_at END,
                stopped_at=CASE WHEN ? THEN ? ELSE stopped_at END,
-               done_seq=CASE WHEN ? THEN (SELECT IFNULL(MAX(done_seq), 0) + 1 FROM jobs) ELSE NULL END
+               done_seq=?
            WHERE id=?""",
-        (status.value, reason, status.value, at, status.value, at, terminal, at, terminal, job_id),
+        (status.value, reason, status.value, at, status.value, at, terminal, at, done_seq, job_id),
     )
     conn.execute("INSERT INTO events VALUES (?,?,?,?)", (job_id, at, status.value, reason))
 

@@ -22,7 +22,8 @@ SCHEMA_VERSION = 1
 STATE_DIR_ENV = "GENOBATCH_STATE_DIR"
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+INSERT OR IGNORE INTO meta VALUES ('done_seq', 0);
 CREATE TABLE IF NOT EXISTS compute_environments (
     name TEXT PRIMARY KEY, state TEXT NOT NULL, vcpus REAL NOT NULL, memory_mib INTEGER NOT NULL,
     spec TEXT NOT NULL, created_at INTEGER NOT NULL);
@@ -99,6 +100,10 @@ class Store:
         # NORMAL in WAL mode survives a killed process (the case we design for); only an OS crash may lose
         # the last transactions, never corrupt the database.
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # In WAL mode fsync happens only at checkpoints; SQLite's default (every 1,000 pages) made fsync the
+        # engine's largest cost on virtual disks (10.4 s vs 4.4 s for 2,000 jobs). ~40 MB of WAL between
+        # checkpoints keeps the same guarantees with a few fsyncs per thousand jobs.
+        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
         self._migrate()
 
     def _migrate(self) -> None:
