@@ -228,8 +228,10 @@ class Engine:
                     None,
                 )
             self._refresh_config(conn)
-            # Jobs may have ended while no engine ran (cancel-job): re-check everything that waits on others.
+            # Jobs may have ended while no engine ran (cancel-job), before the change cursor starts: move new
+            # jobs to PENDING, then re-check everything that waits on others; _advance propagates from there.
             self._done_cursor = conn.execute("SELECT value FROM meta WHERE key='done_seq'").fetchone()[0]
+            self._advance(conn)
             self._resolve(conn, [r[0] for r in conn.execute("SELECT id FROM jobs WHERE status='PENDING'")])
             for parent in conn.execute(
                 "SELECT id FROM jobs WHERE status='PENDING' AND array_size IS NOT NULL AND parent_id IS NULL"
