@@ -211,7 +211,8 @@ def list_jobs(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     for flt in filters:
         if flt.get("name") != "JOB_NAME":
             raise ClientException(f"unsupported filter {flt.get('name')!r}: the local engine supports JOB_NAME")
-        value = (flt.get("values") or [""])[0]
+        values = flt.get("values") or [""]
+        value = values if isinstance(values, str) else values[0]  # the CLI's shorthand gives a plain string
         clauses.append("name LIKE ? ESCAPE '\\'" if value.endswith("*") else "name=?")
         args.append(value[:-1].replace("_", "\\_").replace("%", "\\%") + "%" if value.endswith("*") else value)
     start = int(request.get("nextToken") or 0)
