@@ -115,3 +115,15 @@ class TestBackendContract:
         )
         assert state.status is JobStatus.FAILED
         assert state.attempts[-1].exit_reason is ExitReason.TIMEOUT
+
+
+def test_local_backend_reuses_one_job_definition_per_image_and_resources(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "state", engine="none")
+    try:
+        for name in ("a", "b", "c"):
+            backend.submit(JobSpec(name, ["echo", name], memory_mib=64))
+        backend.submit(JobSpec("d", ["true"], memory_mib=128))
+        names = [d["jobDefinitionName"] for d in backend.client.describe_job_definitions()["jobDefinitions"]]
+        assert len(names) == 2 and len(set(names)) == 2, "one definition per (image, vCPU, memory), not per job"
+    finally:
+        backend.close()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,146 +168,56 @@ def test_terminate_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     assert json.loads(waited.stdout)["jobs"][0]["statusReason"] == "enough"
 
 
-@pytest.mark.parametrize(
-    "args, code, message",
+SUBMIT = ["submit-job", "--job-name", "x", "--job-queue", "default", "--job-definition", "ok"]
+CYCLE = json.dumps(
     [
-        (
-            ["submit-job", "--job-name", "x", "--job-queue", "default", "--job-definition", "missing"],
-            254,
-            "Job definition missing does not exist: register it",
-        ),
-        (
-            ["submit-job", "--job-name", "x", "--job-queue", "nowhere", "--job-definition", "ok"],
-            254,
-            "Job queue nowhere does not exist",
-        ),
-        (
-            [
-                "submit-job",
-                "--job-name",
-                "x",
-                "--job-queue",
-                "default",
-                "--job-definition",
-                "ok",
-                "--container-overrides",
-                "{not json",
-            ],
-            252,
-            "Error parsing parameter '--container-overrides': Invalid JSON",
-        ),
-        (["submit-job", "--cli-input-json", '{"jobName": '], 252, "Error parsing parameter '--cli-input-json'"),
-        (
-            [
-                "submit-job",
-                "--job-name",
-                "x",
-                "--job-queue",
-                "default",
-                "--job-definition",
-                "ok",
-                "--depends-on",
-                "jobId=no-such-job",
-            ],
-            254,
-            "dependsOn[0].jobId 'no-such-job' does not exist",
-        ),
-        (
-            [
-                "submit-job",
-                "--job-name",
-                "x",
-                "--job-queue",
-                "default",
-                "--job-definition",
-                "ok",
-                "--array-properties",
-                "size=1",
-            ],
-            254,
-            "arrayProperties.size must be an integer from 2 to 10000, got 1",
-        ),
-        (
-            [
-                "submit-job",
-                "--job-name",
-                "x",
-                "--job-queue",
-                "default",
-                "--job-definition",
-                "ok",
-                "--array-properties",
-                "size=10001",
-            ],
-            254,
-            "from 2 to 10000, got 10001",
-        ),
-        (
-            [
-                "submit-job",
-                "--job-name",
-                "x",
-                "--job-queue",
-                "default",
-                "--job-definition",
-                "ok",
-                "--depends-on",
-                "type=SEQUENTIAL",
-            ],
-            254,
-            "only valid for array jobs",
-        ),
-        (
-            ["submit-job", "--job-name", "bad name!", "--job-queue", "default", "--job-definition", "ok"],
-            254,
-            "jobName 'bad name!' is invalid",
-        ),
-        (
-            [
-                "submit-job",
-                "--job-name",
-                "x",
-                "--job-queue",
-                "default",
-                "--job-definition",
-                "ok",
-                "--container-overrides",
-                '{"resourceRequirements": [{"type": "VCPU", "value": "64"}]}',
-            ],
-            254,
-            "more than any compute environment of job queue default can ever provide",
-        ),
-        (
-            [
-                "submit-jobs",
-                "--jobs",
-                '[{"jobName": "a", "jobQueue": "default", "jobDefinition": "ok", '
-                '"dependsOn": [{"jobName": "b"}]}, {"jobName": "b", "jobQueue": "default", "jobDefinition": "ok", '
-                '"dependsOn": [{"jobName": "a"}]}]',
-            ],
-            254,
-            "dependsOn forms a cycle",
-        ),
-        (
-            [
-                "register-job-definition",
-                "--job-definition-name",
-                "r",
-                "--container-properties",
-                '{"command": ["true"]}',
-                "--retry-strategy",
-                "attempts=11",
-            ],
-            254,
-            "retryStrategy.attempts must be an integer from 1 to 10",
-        ),
-        (
-            ["register-job-definition", "--job-definition-name", "r", "--container-properties", '{"command": "true"}'],
-            254,
-            "command must be a non-empty list of strings",
-        ),
-    ],
+        {"jobName": "a", "jobQueue": "default", "jobDefinition": "ok", "dependsOn": [{"jobName": "b"}]},
+        {"jobName": "b", "jobQueue": "default", "jobDefinition": "ok", "dependsOn": [{"jobName": "a"}]},
+    ]
 )
+REGISTER = ["register-job-definition", "--job-definition-name", "r", "--container-properties"]
+BAD_INPUT = [  # (arguments, exit code, what the message must say)
+    (
+        ["submit-job", "--job-name", "x", "--job-queue", "default", "--job-definition", "missing"],
+        254,
+        "Job definition missing does not exist: register it",
+    ),
+    (
+        ["submit-job", "--job-name", "x", "--job-queue", "nowhere", "--job-definition", "ok"],
+        254,
+        "Job queue nowhere does not exist",
+    ),
+    (
+        [*SUBMIT, "--container-overrides", "{not json"],
+        252,
+        "Error parsing parameter '--container-overrides': Invalid JSON",
+    ),
+    (["submit-job", "--cli-input-json", '{"jobName": '], 252, "Error parsing parameter '--cli-input-json'"),
+    ([*SUBMIT, "--depends-on", "jobId=no-such-job"], 254, "dependsOn[0].jobId 'no-such-job' does not exist"),
+    ([*SUBMIT, "--array-properties", "size=1"], 254, "arrayProperties.size must be an integer from 2 to 10000, got 1"),
+    ([*SUBMIT, "--array-properties", "size=10001"], 254, "from 2 to 10000, got 10001"),
+    ([*SUBMIT, "--depends-on", "type=SEQUENTIAL"], 254, "only valid for array jobs"),
+    (
+        ["submit-job", "--job-name", "bad name!", "--job-queue", "default", "--job-definition", "ok"],
+        254,
+        "jobName 'bad name!' is invalid",
+    ),
+    (
+        [*SUBMIT, "--container-overrides", '{"resourceRequirements": [{"type": "VCPU", "value": "64"}]}'],
+        254,
+        "more than any compute environment of job queue default can ever provide",
+    ),
+    (["submit-jobs", "--jobs", CYCLE], 254, "dependsOn forms a cycle"),
+    (
+        [*REGISTER, '{"command": ["true"]}', "--retry-strategy", "attempts=11"],
+        254,
+        "retryStrategy.attempts must be an integer from 1 to 10",
+    ),
+    ([*REGISTER, '{"command": "true"}'], 254, "command must be a non-empty list of strings"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", BAD_INPUT)
 def test_bad_input_is_refused_with_a_clear_message(cli: Cli, args: list[str], code: int, message: str) -> None:
     cli.json(
         "batch",
@@ -345,3 +256,30 @@ def test_submit_jobs_submits_a_graph_atomically(cli: Cli) -> None:
     cli.run("batch", "wait", *ids, "--timeout", "60")
     detail = cli.json("batch", "describe-jobs", "--jobs", ids[1])["jobs"][0]
     assert detail["dependsOn"] == [{"jobId": ids[0]}]
+
+
+def test_logs_follow_prints_until_the_job_ends(cli: Cli) -> None:
+    cli.json(
+        "batch",
+        "register-job-definition",
+        "--job-definition-name",
+        "talker",
+        "--container-properties",
+        '{"command": ["sh", "-c", "echo first; sleep 1; echo second >&2; sleep 1; echo third"], '
+        '"vcpus": 1, "memory": 32}',
+    )
+    job = cli.json("batch", "submit-job", "--job-name", "t", "--job-queue", "default", "--job-definition", "talker")
+    deadline = time.monotonic() + 30
+    while True:  # logs exist once the first attempt has started
+        result = subprocess.run(
+            [sys.executable, "-m", "genobatch", "batch", "logs", job["jobId"], "--follow"],
+            env=cli.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode == 0:
+            break
+        assert "has no logs" in result.stderr and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert result.stdout == "first\nthird\n" and result.stderr == "second\n"

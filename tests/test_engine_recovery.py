@@ -10,11 +10,11 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from genobatch.batch import BatchClient
+from genobatch.batch.daemon import engine_command
 
 from .conftest import define, sh
 
@@ -26,20 +26,7 @@ SCRIPT = (
 
 def start_engine(state_dir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "genobatch",
-            "engine",
-            "run",
-            "--state-dir",
-            str(state_dir),
-            "--idle-exit",
-            "0",
-            "--poll-interval",
-            "0.05",
-        ],
-        stderr=subprocess.DEVNULL,
+        engine_command(state_dir, "--idle-exit", "0", "--poll-interval", "0.05"), stderr=subprocess.DEVNULL
     )
 
 

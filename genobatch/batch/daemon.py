@@ -69,6 +69,11 @@ def engine_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
+def engine_command(state_dir: Path, *options: str) -> list[str]:
+    """The command line of ``genobatch engine run`` on ``state_dir`` (used here and by tests)."""
+    return [sys.executable, "-m", "genobatch", "engine", "run", "--state-dir", str(state_dir), *options]
+
+
 def start_background_engine(
     state_dir: Path, idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS, wait_seconds: float = 10.0
 ) -> int | None:
@@ -78,18 +83,7 @@ def start_background_engine(
         return pid
     with open(state_dir / "engine.log", "ab") as log:
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "genobatch",
-                "engine",
-                "run",
-                "--state-dir",
-                str(state_dir),
-                "--idle-exit",
-                str(idle_exit_seconds),
-                "--quiet-if-running",
-            ],
+            engine_command(state_dir, "--idle-exit", str(idle_exit_seconds), "--quiet-if-running"),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

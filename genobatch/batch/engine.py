@@ -19,12 +19,11 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .admission import Candidate, Pool, QueueStream, admit
+from .admission import Pool, QueueStream, admit
 from .daemon import EngineLock
-from .jobs import child_status_counts, set_status
+from .jobs import child_status_counts, runnable_candidates, set_status
 from .lifecycle import (
     AttemptOutcome,
     array_parent_status,
@@ -50,17 +49,13 @@ from .runtime import (
     ProcessExit,
     RunningProcess,
     Runtime,
-    find_marked_processes,
-    kill_group,
+    kill_orphans,
     own_peak_rss_kib,
-    process_start_time,
     session_rss_kib,
 )
 from .store import Store, now_ms
 
 log = logging.getLogger("genobatch.engine")
-FIRST_CANDIDATE_CHUNK = 8  # most passes free one or two slots: read few rows first, more only if needed
-MAX_CANDIDATE_CHUNK = 1024
 
 
 @dataclass
@@ -181,7 +176,16 @@ class Engine:
                 self._refresh_config(conn)
                 self._handle_stop_requests(conn)
             for done in finished:
-                self._record(conn, done)
+                attempt = done.attempt
+                self._finish_attempt(
+                    conn,
+                    attempt.job_id,
+                    attempt.number,
+                    attempt.retry,
+                    done.outcome,
+                    done.cpu_seconds,
+                    done.max_rss_kib,
+                )
             self._advance(conn)
             if not self._stop.is_set():
                 # Launching inside the transaction saves a commit per pass. If the engine dies between a launch
@@ -204,17 +208,7 @@ class Engine:
                WHERE j.status IN """
             + ACTIVE_SQL
         ).fetchall()
-        for row in rows:
-            if row["pid"] and process_start_time(row["pid"]) == row["proc_start"]:
-                kill_group(row["pid"], signal.SIGKILL)
-        for pid in find_marked_processes(self.store.state_dir):
-            kill_group(pid, signal.SIGKILL)
-            try:  # an orphan that left its session still carries the marker: kill it and its group
-                group = os.getpgid(pid)
-                os.kill(pid, signal.SIGKILL)
-                kill_group(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_orphans(self.store.state_dir, [(row["pid"], row["proc_start"]) for row in rows if row["pid"]])
         with self.store.write() as conn:
             for row in rows:
                 outcome = outcome_for(ExitReason.LOST, None, f"engine pid {row['engine_pid']} is gone")
@@ -348,12 +342,6 @@ class Engine:
             if attempt is not None and attempt.kill_reason is None:
                 self._kill(attempt, ExitReason.TERMINATED, row["stop_requested"], graceful=True)
 
-    def _record(self, conn: sqlite3.Connection, item: _Finished) -> None:
-        attempt = item.attempt
-        self._finish_attempt(
-            conn, attempt.job_id, attempt.number, attempt.retry, item.outcome, item.cpu_seconds, item.max_rss_kib
-        )
-
     def _finish_attempt(
         self,
         conn: sqlite3.Connection,
@@ -387,31 +375,28 @@ class Engine:
             reason = f"Attempt {number} of {retry.attempts} failed ({outcome.status_reason}); retrying"
         set_status(conn, job_id, status, reason, at)
 
-    def _advance(self, conn: sqlite3.Connection) -> int:
+    def _advance(self, conn: sqlite3.Connection) -> None:
         """New jobs go SUBMITTED -> PENDING -> RUNNABLE; ended jobs release or fail their dependents."""
-        transitions = 0
         submitted = conn.execute("SELECT id FROM jobs WHERE status='SUBMITTED' ORDER BY seq").fetchall()
         for row in submitted:
             set_status(conn, row[0], JobStatus.PENDING)
-        transitions += len(submitted)
-        transitions += self._resolve(conn, [row[0] for row in submitted])
+        self._resolve(conn, [row[0] for row in submitted])
         while True:
             done = conn.execute(
                 "SELECT id, parent_id, done_seq FROM jobs WHERE done_seq > ? ORDER BY done_seq", (self._done_cursor,)
             ).fetchall()
             if not done:
-                return transitions
+                return
             self._done_cursor = done[-1]["done_seq"]
             dependents = [
                 r[0] for d in done for r in conn.execute("SELECT job_id FROM deps WHERE depends_on=?", (d["id"],))
             ]
-            transitions += self._resolve(conn, dependents)
+            self._resolve(conn, dependents)
             for parent_id in dict.fromkeys(d["parent_id"] for d in done if d["parent_id"]):
-                transitions += self._finish_array_parent(conn, parent_id)
+                self._finish_array_parent(conn, parent_id)
 
-    def _resolve(self, conn: sqlite3.Connection, job_ids: list[str]) -> int:
+    def _resolve(self, conn: sqlite3.Connection, job_ids: list[str]) -> None:
         """Move PENDING jobs whose dependencies have all ended (array parents wait for their children)."""
-        changed = 0
         for job_id in dict.fromkeys(job_ids):
             row = conn.execute("SELECT status, array_size, parent_id FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None or row["status"] != "PENDING" or (row["array_size"] and row["parent_id"] is None):
@@ -426,51 +411,30 @@ class Engine:
             verdict = resolve_dependencies(states)
             if verdict.status is not JobStatus.PENDING:
                 set_status(conn, job_id, verdict.status, verdict.reason)
-                changed += 1
-        return changed
 
-    def _finish_array_parent(self, conn: sqlite3.Connection, parent_id: str) -> int:
+    def _finish_array_parent(self, conn: sqlite3.Connection, parent_id: str) -> None:
         row = conn.execute("SELECT status, array_size FROM jobs WHERE id=?", (parent_id,)).fetchone()
         if row is None or JobStatus(row["status"]).is_terminal:
-            return 0
+            return
         open_child = conn.execute(  # an indexed probe: this runs after every child, so it must not count them all
             f"SELECT 1 FROM jobs WHERE parent_id=? AND status IN {OPEN_SQL} LIMIT 1",
             (parent_id,),
         ).fetchone()
         if open_child:
-            return 0
+            return
         counts = child_status_counts(conn, parent_id)
         status = array_parent_status(counts, row["array_size"])
         if status is None:
-            return 0
+            return
         failed = counts[JobStatus.FAILED]
         set_status(conn, parent_id, status, f"{failed} of {row['array_size']} child jobs failed" if failed else None)
-        return 1
-
-    def _stream(self, conn: sqlite3.Connection, queue: JobQueue) -> QueueStream:
-        """A queue's RUNNABLE jobs in submission order, read lazily: few rows first, more only if needed."""
-
-        def rows() -> Iterator[Candidate]:
-            last, chunk = 0, FIRST_CANDIDATE_CHUNK
-            while True:
-                batch = conn.execute(
-                    "SELECT seq, id, vcpus, memory_mib, runnable_at FROM jobs WHERE status='RUNNABLE' AND queue=? "
-                    "AND seq > ? ORDER BY seq LIMIT ?",
-                    (queue.name, last, chunk),
-                ).fetchall()
-                for row in batch:
-                    need = Resources(row["vcpus"], row["memory_mib"])
-                    yield Candidate(row["id"], row["seq"], need, row["runnable_at"] or 0)
-                if len(batch) < chunk:
-                    return
-                last, chunk = batch[-1]["seq"], min(chunk * 4, MAX_CANDIDATE_CHUNK)
-
-        return QueueStream(queue.priority, queue.compute_environments, rows())
 
     def _admit(self, conn: sqlite3.Connection) -> list[_Admitted]:
         for pool in self.pools.values():
             pool.reserved = False
-        streams = [self._stream(conn, queue) for queue in self.queues]
+        streams = [
+            QueueStream(q.priority, q.compute_environments, runnable_candidates(conn, q.name)) for q in self.queues
+        ]
         placed = admit(streams, self.pools, now_ms(), int(self.settings.starvation_seconds * 1000))
         admitted = []
         for candidate, pool_name in placed:

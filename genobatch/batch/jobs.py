@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from .admission import Candidate
 from .errors import ClientException
 from .model import (
     MAX_ARRAY_SIZE,
@@ -22,6 +24,7 @@ from .model import (
     QUEUED_STATUSES,
     JobDefinition,
     JobStatus,
+    Resources,
     RetryStrategy,
     arn,
     check_name,
@@ -66,6 +69,23 @@ def child_status_counts(conn: sqlite3.Connection, parent_id: str) -> dict[JobSta
     ):
         counts[JobStatus(status)] = count
     return counts
+
+
+def runnable_candidates(conn: sqlite3.Connection, queue: str) -> Iterator[Candidate]:
+    """A queue's RUNNABLE jobs in submission order, read lazily: most engine passes free one or two slots,
+    so the first read is small and later ones grow."""
+    last, chunk = 0, 8
+    while True:
+        rows = conn.execute(
+            "SELECT seq, id, vcpus, memory_mib, runnable_at FROM jobs WHERE status='RUNNABLE' AND queue=? "
+            "AND seq > ? ORDER BY seq LIMIT ?",
+            (queue, last, chunk),
+        ).fetchall()
+        for row in rows:
+            yield Candidate(row["id"], row["seq"], Resources(row["vcpus"], row["memory_mib"]), row["runnable_at"] or 0)
+        if len(rows) < chunk:
+            return
+        last, chunk = rows[-1]["seq"], min(chunk * 4, 1024)
 
 
 # --- submission -------------------------------------------------------------------------------------------

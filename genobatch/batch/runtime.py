@@ -162,3 +162,16 @@ def find_marked_processes(state_dir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def kill_orphans(state_dir: Path, recorded: list[tuple[int, str | None]]) -> None:
+    """Kill what a dead engine left running: the recorded (pid, start time) pairs that still match, and any
+    process whose environment marks it as an attempt of ``state_dir`` (launched, but not yet recorded)."""
+    for pid, start in recorded:
+        if process_start_time(pid) == start:
+            kill_group(pid, signal.SIGKILL)
+    for pid in find_marked_processes(state_dir):
+        with contextlib.suppress(ProcessLookupError):
+            group = os.getpgid(pid)  # an orphan that left its session still carries the marker
+            os.kill(pid, signal.SIGKILL)
+            kill_group(group, signal.SIGKILL)
