@@ -67,6 +67,7 @@ class AttemptState:
     stopped_at_ms: int | None
     cpu_seconds: float | None = None
     max_rss_kib: int | None = None
+    log: str | None = None  # where the attempt's stderr is, if the backend keeps it locally
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class JobState:
     status_reason: str | None
     exit_code: int | None
     attempts: list[AttemptState]
+    created_at_ms: int | None = None
 
     @property
     def done(self) -> bool:
@@ -116,6 +118,7 @@ def state_from_detail(detail: dict[str, Any]) -> JobState:
                 stopped_at_ms=attempt.get("stoppedAt"),
                 cpu_seconds=extra.get("cpuSeconds"),
                 max_rss_kib=extra.get("maxRssKiB"),
+                log=extra.get("stderr"),
             )
         )
     return JobState(
@@ -124,6 +127,7 @@ def state_from_detail(detail: dict[str, Any]) -> JobState:
         detail.get("statusReason"),
         (detail.get("container") or {}).get("exitCode"),
         attempts,
+        detail.get("createdAt"),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from .admission import Candidate
 from .errors import ClientException
 from .model import (
+    ACTIVE_SQL,
     MAX_ARRAY_SIZE,
     MAX_DEPENDS_ON,
     MIN_ARRAY_SIZE,
@@ -342,3 +343,20 @@ def stop_job(store: Store, job_id: str, reason: str, terminate: bool) -> dict[st
             elif terminate and not status.is_terminal:
                 conn.execute("UPDATE jobs SET stop_requested=? WHERE id=?", (reason, target["id"]))
     return {}
+
+
+def abandon_open_jobs(store: Store, reason: str) -> list[tuple[int, str | None]]:
+    """Fail every job that has not ended (their submitter is gone); returns the (pid, start) of attempts that
+    were running, for the caller to kill. Only call this while no engine runs on the store."""
+    with store.write() as conn:
+        running = [
+            (row[0], row[1])
+            for row in conn.execute(
+                "SELECT a.pid, a.proc_start FROM attempts a "
+                "JOIN jobs j ON j.id = a.job_id AND a.number = j.attempts_made "
+                f"WHERE j.status IN {ACTIVE_SQL} AND a.pid IS NOT NULL"
+            )
+        ]
+        for row in conn.execute(f"SELECT id FROM jobs WHERE status IN {OPEN_SQL}").fetchall():
+            set_status(conn, row[0], JobStatus.FAILED, reason)
+    return running

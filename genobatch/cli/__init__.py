@@ -10,7 +10,7 @@ from genobatch import __version__
 from genobatch.batch import BatchClient, ClientException
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
 
-from . import batch, engine
+from . import batch, engine, run
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     batch.add_parser(subparsers, common)
     engine.add_parser(subparsers, common)
+    run.add_parser(subparsers, common)
     return parser
 
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "batch":
             code = batch.run(args, lambda autostart: BatchClient(state_dir, autostart_engine=autostart))
+        elif args.command == "run":
+            code = run.run(args)
         else:
             code = engine.run(args, state_dir)
     except UsageError as exc:

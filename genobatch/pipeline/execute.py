@@ -1,0 +1,451 @@
+"""``genobatch run``: check the inputs, plan the tasks, run what is not cached on the engine, publish.
+
+The work directory (``--work-dir``, default ``./work``) holds everything that is not a result:
+``cache/`` (task outputs by content key), ``engine/`` (the batch engine's state and job logs),
+``tasks/`` (the task files jobs run), ``inputs.json`` (remembered input checks) and ``index.json``
+(what each task's key was made of in the last run, for ``--explain``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genobatch.batch.backend import JobSpec, JobState, LocalBackend
+from genobatch.batch.daemon import engine_pid
+from genobatch.batch.jobs import abandon_open_jobs
+from genobatch.batch.runtime import kill_orphans
+from genobatch.batch.store import Store
+from genobatch.report.html import write_report
+from genobatch.report.trace import TraceRow, write_trace
+
+from . import germline
+from .germline import Params, Published
+from .inputs import FastaFacts, FileFacts, InputError, Problem, check_fasta, check_inputs, read_sample_sheet
+from .progress import Progress
+from .publish import publish
+from .tasks import Task, cache_path, runner_spec
+from .tools import tool_versions
+
+SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
+STEPS = ["reference", "fastqc", "split", "align", "merge", "call", "concat", "stats", "multiqc", "joint"]
+
+
+@dataclass
+class Options:
+    input: Path
+    fasta: Path
+    outdir: Path
+    work_dir: Path = Path("work")
+    params: Params = field(default_factory=Params)
+    max_cpus: int | None = None
+    max_memory_mib: int | None = None
+    dry_run: bool = False
+    explain: bool = False
+    keep_intermediates: bool = False
+    live_progress: bool | None = None
+
+
+@dataclass
+class Job:
+    tasks: list[Task]
+    name: str
+    job_id: str = ""
+    state: JobState | None = None
+
+
+@dataclass
+class Plan:
+    tasks: list[Task]
+    published: list[Published]
+    needed: list[Task]  # in dependency order, one task per key
+    cached: set[str]  # task names whose outputs are in the cache
+    material: dict[str, dict[str, Any]]
+    versions: dict[str, str]
+    samples: list[str]
+
+
+class Run:
+    def __init__(self, options: Options) -> None:
+        self.o = options
+        self.work = options.work_dir.resolve()
+        self.cache = self.work / "cache"
+        self.facts = FileFacts(self.work / "inputs.json")
+        self.trace: list[TraceRow] = []
+        self.errors: dict[str, str] = {}  # task name -> why it failed
+
+    # --- planning -----------------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        """Check all inputs (raises InputError) and work out what must run."""
+        p = self.o.params
+        if p.ploidy not in (1, 2):
+            raise InputError(
+                [
+                    Problem(
+                        Path("--ploidy"),
+                        None,
+                        f"ploidy {p.ploidy} is not supported",
+                        "bcftools call -m handles ploidy 1 (haploid) or 2 (diploid)",
+                    )
+                ]
+            )
+        samples = read_sample_sheet(self.o.input)
+        known = self.facts.get(self.o.fasta, "fasta") if self.o.fasta.is_file() else None
+        fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(self.o.fasta)
+        self.facts.put(self.o.fasta, "fasta", fasta.contigs)
+        counts = check_inputs(self.o.input, samples, self.facts)
+        versions = tool_versions()
+        tasks, published = germline.build(samples, self.o.fasta, fasta.contigs, counts, p)
+        material = self._keys(tasks, versions)
+        self.facts.save()
+        return self._decide(tasks, published, material, versions, [s.name for s in samples])
+
+    def _keys(self, tasks: list[Task], versions: dict[str, str]) -> dict[str, dict[str, Any]]:
+        keys: dict[str, str] = {}
+        material = {}
+        for task in tasks:  # tasks come in dependency order
+            hashes = [self.facts.sha256(path) for path in task.files]
+            ups = {name: keys[name] for name in task.upstream}
+            keys[task.name] = task.compute_key(ups, hashes, versions)
+            material[task.name] = task.explain_material(ups, hashes, versions)
+        return material
+
+    def _decide(
+        self,
+        tasks: list[Task],
+        published: list[Published],
+        material: dict[str, dict[str, Any]],
+        versions: dict[str, str],
+        samples: list[str],
+    ) -> Plan:
+        """A task runs if its output is not cached and it is published or something that runs needs it."""
+        by_name = {t.name: t for t in tasks}
+        dependents: dict[str, list[str]] = defaultdict(list)
+        for task in tasks:
+            for up in task.upstream:
+                dependents[up].append(task.name)
+        cached = {t.name for t in tasks if cache_path(self.cache, t.key).is_dir()}
+        wanted = {p.task for p in published}
+        needed: set[str] = set()
+        for task in reversed(tasks):
+            if task.name not in cached and (task.name in wanted or any(d in needed for d in dependents[task.name])):
+                needed.add(task.name)
+        seen_keys: set[str] = set()
+        ordered = []
+        for task in tasks:
+            if task.name in needed and task.key not in seen_keys:  # same work under two names runs once
+                seen_keys.add(task.key)
+                ordered.append(task)
+        return Plan(list(by_name.values()), published, ordered, cached, material, versions, samples)
+
+    def explain(self, plan: Plan) -> list[str]:
+        """Why each task that will run cannot use the cache."""
+        try:
+            previous = json.loads((self.work / "index.json").read_text())
+        except (OSError, ValueError):
+            previous = {}
+        lines = []
+        for task in plan.needed:
+            old = previous.get(task.name)
+            if old is None:
+                reason = "new: never ran in this work directory"
+            else:
+                changed = [
+                    k
+                    for k in sorted(set(old) | set(plan.material[task.name]))
+                    if old.get(k) != plan.material[task.name].get(k)
+                ]
+                reason = ("changed: " + ", ".join(changed)) if changed else "same inputs, but the cached output is gone"
+            lines.append(f"{task.name}: {reason}")
+        return lines
+
+    def describe_plan(self, plan: Plan) -> list[str]:
+        per_step: dict[str, Counter[str]] = defaultdict(Counter)
+        needed = {t.name for t in plan.needed}
+        for task in plan.tasks:
+            kind = "run" if task.name in needed else "cached" if task.name in plan.cached else "not needed"
+            per_step[task.step][kind] += 1
+        lines = [f"{'step':<10} {'tasks':>6} {'run':>5} {'cached':>7}  vCPU  memory"]
+        for step in STEPS:
+            if step in per_step:
+                example = next(t for t in plan.tasks if t.step == step)
+                c = per_step[step]
+                lines.append(
+                    f"{step:<10} {sum(c.values()):>6} {c['run']:>5} {c['cached']:>7}  "
+                    f"{example.vcpus:>4}  {example.memory_mib:>5} MiB"
+                )
+        for job in self._jobs(plan.needed):
+            first = job.tasks[0]
+            size = f" (array of {len(job.tasks)})" if len(job.tasks) > 1 else ""
+            command = " | ".join(" ".join(a) for a in first.pipes[0].argv) if first.pipes else first.builtin
+            lines.append(f"  job {job.name}{size}: {first.vcpus} vCPU, {first.memory_mib} MiB: {command}")
+        return lines
+
+    # --- the run ---------------------------------------------------------------------------------------------
+    def execute(self) -> int:
+        """Returns the exit code: 0 when every sample succeeded, 1 otherwise. Bad input raises InputError."""
+        started = time.time()
+        plan = self.plan()
+        if self.o.explain:
+            print("\n".join(self.explain(plan)) or "Nothing to run: every task is cached.")
+        if self.o.dry_run:
+            print("\n".join(self.describe_plan(plan)))
+            return 0
+        if not plan.needed:
+            print(f"Nothing to run: every output of the {len(plan.tasks)} tasks is cached or not needed.")
+        by_name = {t.name: t for t in plan.tasks}
+        remaining: Counter[str] = Counter()  # intermediate key -> tasks still to read it
+        for task in plan.needed:
+            for up in task.upstream:
+                if by_name[up].intermediate:
+                    remaining[by_name[up].key] += 1
+
+        def on_done(task: Task, state: JobState) -> None:
+            if state.status.value != "SUCCEEDED" or self.o.keep_intermediates:
+                return
+            for up in task.upstream:
+                key = by_name[up].key
+                if by_name[up].intermediate:
+                    remaining[key] -= 1
+                    if remaining[key] == 0:
+                        shutil.rmtree(cache_path(self.cache, key), ignore_errors=True)
+
+        backend = self._backend()
+        try:
+            with Progress(STEPS, live=self.o.live_progress) as progress:
+                if plan.needed:
+                    self._run_jobs(backend, plan, plan.needed, progress, on_done)
+                failed_samples = {by_name[name].sample for name in self.errors if name in by_name}
+                ok = [t for t in plan.tasks if t.sample not in failed_samples]
+                summary, summary_published = germline.build_summary(ok, self.o.params)
+                plan.material.update(self._summary_keys(plan, summary))
+                todo = [t for t in summary if not cache_path(self.cache, t.key).is_dir()]
+                plan.tasks += summary
+                plan.published += summary_published
+                plan.cached |= {t.name for t in summary if t not in todo}
+                plan.needed += todo
+                if todo:
+                    self._run_jobs(backend, plan, todo, progress, on_done)
+        finally:
+            backend.close()
+        self._publish(plan, failed_samples)
+        self._write_info(plan, started)
+        return self._summarise(plan, failed_samples)
+
+    def _summary_keys(self, plan: Plan, summary: list[Task]) -> dict[str, dict[str, Any]]:
+        keys = {t.name: t.key for t in plan.tasks}
+        material = {}
+        for task in summary:
+            ups = {name: keys[name] for name in task.upstream}
+            task.compute_key(ups, [], plan.versions)
+            material[task.name] = task.explain_material(ups, [], plan.versions)
+            keys[task.name] = task.key
+        return material
+
+    def _publish(self, plan: Plan, failed_samples: set[str | None]) -> None:
+        by_name = {t.name: t for t in plan.tasks}
+        outdir = self.o.outdir.resolve()
+        for item in plan.published:
+            task = by_name[item.task]
+            if task.sample in failed_samples or task.name in self.errors:
+                continue
+            entry = cache_path(self.cache, task.key)
+            if entry.is_dir():
+                publish({entry / name: outdir / rel for name, rel in item.files.items()})
+
+    def _write_info(self, plan: Plan, started: float) -> None:
+        info = self.o.outdir.resolve() / "pipeline_info"
+        info.mkdir(parents=True, exist_ok=True)
+        needed = {t.name for t in plan.needed}
+        for task in plan.tasks:
+            if task.name not in needed and task.name in plan.cached:
+                self.trace.append(TraceRow.cached(task, *self._fit(task)))
+        write_trace(self.trace, info / "execution_trace.tsv")
+        versions = "".join(f"{tool}: {version}\n" for tool, version in sorted(plan.versions.items()))
+        (info / "software_versions.yml").write_text(versions)
+        params = {
+            "input": str(self.o.input),
+            "fasta": str(self.o.fasta),
+            "outdir": str(self.o.outdir),
+            "work_dir": str(self.work),
+            "max_cpus": self.o.max_cpus,
+            "max_memory_mib": self.o.max_memory_mib,
+            **self.o.params.__dict__,
+        }
+        (info / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+        write_report(
+            info / "execution_report.html", self.trace, plan.versions, params, started, time.time(), self.errors
+        )
+        index_path = self.work / "index.json"
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}
+        for task in plan.tasks:
+            if task.name not in self.errors and task.name in plan.material:
+                index[task.name] = plan.material[task.name]
+        index_path.write_text(json.dumps(index))
+
+    def _summarise(self, plan: Plan, failed_samples: set[str | None]) -> int:
+        ran = sum(1 for row in self.trace if row.status != "CACHED")
+        cached = sum(1 for row in self.trace if row.status == "CACHED")
+        print(f"{ran} task(s) ran, {cached} cached; results in {self.o.outdir}")
+        if not self.errors:
+            return 0
+        roots = {name: why for name, why in self.errors.items() if not why.startswith("Dependent job")}
+        print(
+            f"FAILED: {len(failed_samples)} sample(s): {', '.join(sorted(str(s) for s in failed_samples))}",
+            file=sys.stderr,
+        )
+        for name, why in (roots or self.errors).items():
+            print(f"--- {name}: {why}", file=sys.stderr)
+        return 1
+
+    # --- running ------------------------------------------------------------------------------------------
+    def _jobs(self, tasks: list[Task]) -> list[Job]:
+        groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
+        jobs: list[Job] = []
+        for task in tasks:
+            if task.step in SCATTERED:
+                if (task.step, task.sample) not in groups:
+                    jobs.append(Job(groups[(task.step, task.sample)], f"{task.step}-{task.sample}"))
+                groups[(task.step, task.sample)].append(task)
+            else:
+                jobs.append(Job([task], task.name.replace(":", "-")))
+        for job in jobs:
+            job.name = re.sub(r"[^A-Za-z0-9_-]", "_", job.name)[:128]
+        return jobs
+
+    def _backend(self) -> LocalBackend:
+        state = self.work / "engine"
+        holder = engine_pid(state)
+        if holder is not None:
+            raise InputError(
+                [
+                    Problem(
+                        self.work,
+                        None,
+                        f"another genobatch run (engine pid {holder}) uses this work directory",
+                        "wait for it, or give this run its own --work-dir",
+                    )
+                ]
+            )
+        store = Store(state)  # the previous run is gone: its unfinished jobs must not run now
+        kill_orphans(state.resolve(), abandon_open_jobs(store, "abandoned: the run that submitted it ended"))
+        store.close()
+        backend = LocalBackend(state, engine="thread")
+        cpus = self.o.max_cpus
+        memory = self.o.max_memory_mib
+        name = f"run-{cpus or 'all'}-{memory or 'all'}"
+        if not backend.client.describe_job_queues(jobQueues=[name])["jobQueues"]:
+            resources: dict[str, Any] = {"type": "LOCAL"}
+            if cpus:
+                resources["maxvCpus"] = cpus
+            if memory:
+                resources["maxMemoryMiB"] = memory
+            backend.client.create_compute_environment(computeEnvironmentName=name, computeResources=resources)
+            backend.client.create_job_queue(
+                jobQueueName=name, priority=10, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": name}]
+            )
+        backend.queue = name
+        return backend
+
+    def _fit(self, task: Task) -> tuple[float, int]:
+        """A task's request, lowered to the run's caps (a 2-vCPU aligner on a 1-vCPU run uses 1)."""
+        vcpus = min(task.vcpus, self.o.max_cpus) if self.o.max_cpus else task.vcpus
+        memory = min(task.memory_mib, self.o.max_memory_mib) if self.o.max_memory_mib else task.memory_mib
+        return vcpus, memory
+
+    def _submit(
+        self, backend: LocalBackend, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]
+    ) -> None:
+        keys = {t.name: t.key for t in by_name.values()}
+        tasks_dir = self.work / "tasks"
+        tasks_dir.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            specs = [runner_spec(task, self.cache, keys) for task in job.tasks]
+            digest = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:16]
+            task_file = tasks_dir / f"{job.name}-{digest}.json"
+            task_file.write_text(json.dumps(specs, indent=1))
+            depends = {
+                job_of_key[by_name[up].key].job_id
+                for t in job.tasks
+                for up in t.upstream
+                if by_name[up].key in job_of_key and job_of_key[by_name[up].key] is not job
+            }
+            vcpus, memory = self._fit(job.tasks[0])
+            spec = JobSpec(
+                job.name,
+                [sys.executable, "-m", "genobatch.pipeline.runner", str(task_file)],
+                vcpus=vcpus,
+                memory_mib=memory,
+                depends_on=sorted(depends),
+                array_size=len(job.tasks) if len(job.tasks) > 1 else None,
+                tags={"step": job.tasks[0].step, "sample": job.tasks[0].sample or ""},
+            )
+            job.job_id = backend.submit(spec)
+
+    def _run_jobs(self, backend: LocalBackend, plan: Plan, tasks: list[Task], progress: Progress, on_done: Any) -> None:
+        """Submit ``tasks`` as jobs and follow them until all have ended."""
+        by_name = {t.name: t for t in plan.tasks}
+        jobs = self._jobs(tasks)
+        job_of_key = {t.key: job for job in jobs for t in job.tasks}
+        self._submit(backend, jobs, job_of_key, by_name)
+        children = {
+            (job.job_id if len(job.tasks) == 1 else f"{job.job_id}:{i}"): (job, task)
+            for job in jobs
+            for i, task in enumerate(job.tasks)
+        }
+        finished: set[str] = set()
+        while len(finished) < len(children):
+            states = {s.job_id: s for s in backend.poll([c for c in children if c not in finished])}
+            for child, state in states.items():
+                job, task = children[child]
+                if state.done:
+                    finished.add(child)
+                    self._record(state, job, task)
+                    on_done(task, state)
+            progress.update(self._counts(plan, children, states, finished))
+            if len(finished) < len(children):
+                time.sleep(0.2)
+
+    def _record(self, state: JobState, job: Job, task: Task) -> None:
+        vcpus, memory = self._fit(task)
+        for attempt in state.attempts:
+            self.trace.append(TraceRow.from_attempt(task, state, attempt, vcpus, memory))
+        if not state.attempts:
+            self.trace.append(TraceRow.not_run(task, state, vcpus, memory))
+        if state.status.value == "FAILED":
+            tail = ""
+            last = state.attempts[-1] if state.attempts else None
+            if last is not None and last.log and Path(last.log).is_file():
+                tail = "\n".join(Path(last.log).read_text(errors="replace").strip().splitlines()[-8:])
+            self.errors[task.name] = (state.status_reason or "failed") + (f"\n{tail}" if tail else "")
+
+    def _counts(
+        self, plan: Plan, children: dict[str, tuple[Job, Task]], states: dict[str, JobState], finished: set[str]
+    ) -> dict[str, Counter[str]]:
+        counts: dict[str, Counter[str]] = {step: Counter() for step in STEPS}
+        for name in plan.cached:
+            counts[plan_step(plan, name)]["cached"] += 1
+        for child, (_, task) in children.items():
+            if child in finished:
+                counts[task.step]["failed" if task.name in self.errors else "done"] += 1
+            else:
+                state = states.get(child)
+                counts[task.step][
+                    "running" if state and state.status.value in ("STARTING", "RUNNING") else "waiting"
+                ] += 1
+        return counts
+
+
+def plan_step(plan: Plan, name: str) -> str:
+    return next(t.step for t in plan.tasks if t.name == name)

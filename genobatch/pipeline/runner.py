@@ -1,0 +1,157 @@
+"""The job runner: what a batch job executes. ``python -m genobatch.pipeline.runner TASKS.json``
+
+TASKS.json holds a list of task specs; an array job's child runs the one at ``AWS_BATCH_JOB_ARRAY_INDEX``
+(a plain job runs the only one). The runner:
+
+1. writes into ``<target>.partial-<job>-<attempt>`` (``{out}`` in the commands),
+2. runs each pipe with no shell; a pipe fails if any of its processes fails (like ``set -o pipefail``),
+3. checks the declared outputs exist, then renames the directory to ``<target>``: a task's outputs appear
+   whole, at once, or not at all,
+4. on failure, exits non-zero with the failing command and the tail of its stderr on stderr.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+STDERR_TAIL_LINES = 20
+
+
+class TaskFailed(Exception):
+    pass
+
+
+def _fill(argv: list[str], out: Path) -> list[str]:
+    return [arg.replace("{out}", str(out)) for arg in argv]
+
+
+def run_pipe(pipe: dict[str, Any], out: Path) -> None:
+    commands = [_fill(argv, out) for argv in pipe["argv"]]
+    stdout_file = open(out / pipe["stdout"], "wb") if pipe.get("stdout") else None  # noqa: SIM115
+    errors = [tempfile.TemporaryFile() for _ in commands]  # noqa: SIM115 - closed below
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        previous: IO[bytes] | None = None
+        for i, argv in enumerate(commands):
+            last = i == len(commands) - 1
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=previous or subprocess.DEVNULL,
+                    cwd=out,
+                    stderr=errors[i],
+                    stdout=(stdout_file or subprocess.DEVNULL) if last else subprocess.PIPE,
+                )
+            except OSError as exc:
+                raise TaskFailed(f"cannot run {argv[0]}: {exc.strerror}") from None
+            if previous is not None:
+                previous.close()  # the next process owns the read end now
+            previous = proc.stdout if not last else None
+            procs.append(proc)
+        codes = [proc.wait() for proc in procs]
+        for err in errors:  # every tool's stderr reaches the job log
+            err.seek(0)
+            sys.stderr.buffer.write(err.read())
+        sys.stderr.flush()
+        for argv, code, err in zip(commands, codes, errors, strict=True):
+            if code != 0:
+                err.seek(0)
+                tail = err.read().decode(errors="replace").splitlines()[-STDERR_TAIL_LINES:]
+                raise TaskFailed(f"{' '.join(argv)} exited {code}" + ("\n" + "\n".join(tail) if tail else ""))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for err in errors:
+            err.close()
+        if stdout_file is not None:
+            stdout_file.close()
+
+
+def split_fastq(args: dict[str, Any], out: Path) -> None:
+    """Cut a (pair of) FASTQ file(s) into chunks of ``reads`` records: chunk_<i>_R1.fastq.gz [, _R2]."""
+    reads = int(args["reads"])
+    for mate, source in enumerate(args["files"], start=1):
+        with gzip.open(source, "rb") if _is_gzip(source) else open(source, "rb") as handle:
+            sink: gzip.GzipFile | None = None
+            for number, line in enumerate(handle):
+                if number % (reads * 4) == 0:
+                    if sink is not None:
+                        sink.close()
+                    chunk = number // (reads * 4)
+                    sink = gzip.GzipFile(out / f"chunk_{chunk}_R{mate}.fastq.gz", "wb", compresslevel=1)
+                assert sink is not None
+                sink.write(line)
+            if sink is not None:
+                sink.close()
+
+
+def copy_reference(args: dict[str, Any], out: Path) -> None:
+    """The reference as plain FASTA (decompressed if gzip), byte for byte otherwise."""
+    source = args["source"]
+    with gzip.open(source, "rb") if _is_gzip(source) else open(source, "rb") as src, open(out / "ref.fa", "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+BUILTINS = {"split_fastq": split_fastq, "copy_reference": copy_reference}
+
+
+def run_task(spec: dict[str, Any]) -> None:
+    target = Path(spec["target"])
+    if target.is_dir():
+        print(f"{spec['name']}: already done ({target})", file=sys.stderr)
+        return
+    job = os.environ.get("AWS_BATCH_JOB_ID", "local").replace(":", "_")
+    partial = target.with_name(f"{target.name}.partial-{job}-{os.environ.get('AWS_BATCH_JOB_ATTEMPT', '1')}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    started = time.time()
+    try:
+        if spec.get("builtin"):
+            BUILTINS[spec["builtin"]["op"]](spec["builtin"], partial)
+        for pipe in spec["pipes"]:
+            run_pipe(pipe, partial)
+        missing = [name for name in spec["outputs"] if not (partial / name).exists()]
+        if missing:
+            raise TaskFailed(f"finished without writing {', '.join(missing)}")
+        (partial / ".task.json").write_text(json.dumps({**spec, "seconds": round(time.time() - started, 3)}))
+        try:
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(partial)  # another attempt finished the same work first
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def main() -> int:
+    specs = json.loads(Path(sys.argv[1]).read_text())
+    index = int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
+    spec = specs[index]
+    try:
+        run_task(spec)
+    except TaskFailed as exc:
+        print(f"genobatch: task {spec['name']} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

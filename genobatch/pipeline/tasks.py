@@ -1,0 +1,109 @@
+"""Tasks: one unit of pipeline work, its content-based cache key, and the JSON the job runner executes.
+
+A task's commands are templates. ``{out}`` is its output directory, ``{in:NAME}`` the output directory of
+upstream task NAME, ``{file:N}`` its N-th input file, ``{threads}`` its vCPUs. Keys hash the templates, the
+tool versions, the parameters, the upstream tasks' keys and the input files' *contents*, never paths. The
+same work under another path or name is a cache hit, and a changed byte anywhere upstream is a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KEY_VERSION = "1"  # bump when the meaning of a task changes in a way the templates do not show
+
+
+@dataclass
+class Pipe:
+    """Processes connected stdout -> stdin (like a shell pipe with pipefail); optional stdout file."""
+
+    argv: list[list[str]]
+    stdout: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"argv": self.argv, "stdout": self.stdout}
+
+
+@dataclass
+class Task:
+    name: str  # unique in the run, e.g. "align:S1:L1:0"
+    step: str
+    sample: str | None
+    pipes: list[Pipe]
+    outputs: list[str]  # files the task must leave in {out}
+    vcpus: int = 1
+    memory_mib: int = 1024
+    upstream: list[str] = field(default_factory=list)  # task names referenced as {in:NAME}
+    files: list[Path] = field(default_factory=list)  # external inputs, referenced as {file:N}
+    builtin: dict[str, Any] | None = None  # an operation the runner does itself (split, copy)
+    tools: list[str] = field(default_factory=list)  # whose versions belong in the key
+    intermediate: bool = False  # deleted once every task that reads it has finished
+    key: str = ""
+
+    def compute_key(self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]) -> str:
+        material = {
+            "v": KEY_VERSION,
+            "step": self.step,
+            "pipes": [p.to_json() for p in self.pipes],
+            "outputs": self.outputs,
+            "builtin": self.builtin,
+            "threads": self.vcpus,
+            "tools": {t: versions.get(t, "?") for t in self.tools},
+            "upstream": {name: upstream_keys[name] for name in self.upstream},
+            "files": file_hashes,
+        }
+        self.key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+        return self.key
+
+    def explain_material(
+        self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]
+    ) -> dict[str, Any]:
+        """What the key is made of, by name, so ``--explain`` can say which part changed."""
+        return {
+            "command": hashlib.sha256(
+                json.dumps([p.to_json() for p in self.pipes] + [self.builtin, self.vcpus], sort_keys=True).encode()
+            ).hexdigest()[:12],
+            **{f"tool {t}": versions.get(t, "?") for t in self.tools},
+            **{f"input {name}": upstream_keys[name][:12] for name in self.upstream},
+            **{f"file {path.name}": digest[:12] for path, digest in zip(self.files, file_hashes, strict=True)},
+        }
+
+
+def cache_path(cache: Path, key: str) -> Path:
+    return cache / key[:2] / key
+
+
+def runner_spec(task: Task, cache: Path, keys: dict[str, str]) -> dict[str, Any]:
+    """The JSON the job runner reads: templates resolved to this machine's paths."""
+
+    def resolve(text: str) -> str:
+        text = text.replace("{threads}", str(task.vcpus))
+        for name in task.upstream:
+            text = text.replace("{in:" + name + "}", str(cache_path(cache, keys[name])))
+        for i, path in enumerate(task.files):
+            text = text.replace("{file:" + str(i) + "}", str(path.resolve()))
+        return text
+
+    def resolve_any(value: Any) -> Any:
+        if isinstance(value, str):
+            return resolve(value)
+        if isinstance(value, list):
+            return [resolve_any(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve_any(v) for k, v in value.items()}
+        return value
+
+    return {
+        "name": task.name,
+        "step": task.step,
+        "sample": task.sample,
+        "key": task.key,
+        "target": str(cache_path(cache, task.key)),
+        "pipes": [{"argv": resolve_any(p.argv), "stdout": p.stdout} for p in task.pipes],
+        "builtin": resolve_any(task.builtin),
+        "outputs": task.outputs,
+    }
