@@ -29,7 +29,17 @@ from genobatch.report.trace import TraceRow, write_trace
 
 from . import germline
 from .germline import Params, Published
-from .inputs import FastaFacts, FileFacts, InputError, Problem, check_fasta, check_inputs, read_sample_sheet
+from .inputs import (
+    FastaFacts,
+    FileFacts,
+    InputError,
+    Problem,
+    bwa_batches,
+    check_fasta,
+    check_inputs,
+    chunk_sizes,
+    read_sample_sheet,
+)
 from .progress import Progress
 from .publish import publish
 from .tasks import Task, cache_path, runner_spec
@@ -103,10 +113,26 @@ class Run:
         self.facts.put(self.o.fasta, "fasta", fasta.contigs)
         counts = check_inputs(self.o.input, samples, self.facts)
         versions = tool_versions()
-        tasks, published = germline.build(samples, self.o.fasta, fasta.contigs, counts, p)
+        chunks = {
+            lane.fastq_1: self._chunks(lane.fastq_1, lane.fastq_2, counts[lane.fastq_1])
+            for sample in samples
+            for lane in sample.lanes
+        }
+        tasks, published = germline.build(samples, self.o.fasta, fasta.contigs, chunks, p)
         material = self._keys(tasks, versions)
         self.facts.save()
         return self._decide(tasks, published, material, versions, [s.name for s in samples])
+
+    def _chunks(self, first: Path, second: Path | None, reads: int) -> list[int]:
+        """Reads per alignment chunk for a lane: one chunk unless it is larger than --chunk-reads."""
+        if reads <= self.o.params.chunk_reads:
+            return [reads]
+        kind = f"bwa_batches:{germline.BWA_BATCH_BASES}:{second.resolve() if second else ''}"
+        batches = self.facts.get(first, kind)
+        if batches is None:
+            batches = bwa_batches(first, second, germline.BWA_BATCH_BASES)
+            self.facts.put(first, kind, batches)
+        return chunk_sizes(batches, self.o.params.chunk_reads)
 
     def _keys(self, tasks: list[Task], versions: dict[str, str]) -> dict[str, dict[str, Any]]:
         keys: dict[str, str] = {}

@@ -6,8 +6,9 @@ FASTQ ─> FastQC                                                               
                               call each region (mpileup | call | keep region) ─> concat + index ┘
 
 Scattering must not change results (tests/test_germline.py compares with the plain by-hand pipeline):
-- bwa mem estimates insert sizes per batch of reads; ``-K`` fixes the batch size so that the thread count
-  does not change the output.
+- bwa mem estimates insert sizes per batch of reads (10 Mb, its default for one thread; ``-K`` keeps it so
+  at any thread count). Chunks are cut only at bwa's batch boundaries (inputs.bwa_batches): cutting elsewhere
+  changed insert-size estimates, proper-pair flags and so mpileup's counts (measured on the measles data).
 - bcftools mpileup gives different annotations (DP, AD, VDB...) to records near the start of a ``-r``
   region than a whole-genome run does: measured on the measles data, records within ~2 kb of a boundary
   differed. Each region is therefore read with ``CALL_PADDING`` bases before it, and only records inside
@@ -59,8 +60,9 @@ def split_regions(contigs: list[tuple[str, int]], count: int) -> list[tuple[str,
 
 
 def build(
-    samples: list[Sample], fasta: Path, contigs: list[tuple[str, int]], read_counts: dict[Path, int], params: Params
+    samples: list[Sample], fasta: Path, contigs: list[tuple[str, int]], chunks_of: dict[Path, list[int]], params: Params
 ) -> tuple[list[Task], list[Published]]:
+    """``chunks_of`` gives, per lane (by its fastq_1), the reads in each alignment chunk (inputs.chunk_sizes)."""
     tasks: list[Task] = []
     published: list[Published] = []
     ref = Task(
@@ -105,7 +107,8 @@ def build(
                 )
                 tasks.append(qc)
                 published.append(Published(qc.name, {name: f"{s}/fastqc/{name}" for name in qc.outputs}))
-            chunks = max(1, math.ceil(read_counts[lane.fastq_1] / params.chunk_reads))
+            sizes = chunks_of[lane.fastq_1]
+            chunks = len(sizes)
             sources: list[tuple[list[str], list[str], list[Path]]] = []  # (read paths, upstream, files)
             if chunks == 1:
                 sources.append(([f"{{file:{i}}}" for i in range(len(fastqs))], [], fastqs))
@@ -119,7 +122,7 @@ def build(
                     pipes=[],
                     builtin={
                         "op": "split_fastq",
-                        "reads": params.chunk_reads,
+                        "sizes": sizes,
                         "files": [f"{{file:{i}}}" for i in range(len(fastqs))],
                     },
                     outputs=[f"chunk_{c}_R{m}.fastq.gz" for c in range(chunks) for m in range(1, len(fastqs) + 1)],

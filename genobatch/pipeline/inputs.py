@@ -248,6 +248,46 @@ def check_fasta(path: Path) -> FastaFacts:
     return FastaFacts(contigs)
 
 
+def bwa_batches(first: Path, second: Path | None, batch_bases: int) -> list[int]:
+    """Reads (pairs) in each batch that ``bwa mem -K batch_bases`` will process, in order.
+
+    bwa estimates insert sizes per batch, so splitting reads anywhere else changes its output. This follows
+    bwa 0.7.17's bseq_read(): a batch ends after the first pair at which the bases read reach
+    ``batch_bases`` and an even number of sequences has been read.
+    """
+
+    def lengths(path: Path) -> Iterator[int]:
+        for number, line in enumerate(_lines(path)):
+            if number % 4 == 1:
+                yield len(line)
+
+    batches, size, reads, sequences = [], 0, 0, 0
+    mates = lengths(second) if second is not None else None
+    for length in lengths(first):
+        size += length + (next(mates) if mates is not None else 0)
+        reads += 1
+        sequences += 2 if mates is not None else 1
+        if size >= batch_bases and sequences % 2 == 0:
+            batches.append(reads)
+            size, reads, sequences = 0, 0, 0
+    if reads:
+        batches.append(reads)
+    return batches
+
+
+def chunk_sizes(batches: list[int], chunk_reads: int) -> list[int]:
+    """Whole bwa batches grouped into chunks of at least ``chunk_reads`` reads (the last may be smaller)."""
+    chunks, current = [], 0
+    for batch in batches:
+        current += batch
+        if current >= chunk_reads:
+            chunks.append(current)
+            current = 0
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 # --- content identity -------------------------------------------------------------------------------------
 class FileFacts:
     """Content hashes (and check results) of input files, remembered by file identity between runs."""

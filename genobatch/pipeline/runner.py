@@ -79,16 +79,19 @@ def run_pipe(pipe: dict[str, Any], out: Path) -> None:
 
 
 def split_fastq(args: dict[str, Any], out: Path) -> None:
-    """Cut a (pair of) FASTQ file(s) into chunks of ``reads`` records: chunk_<i>_R1.fastq.gz [, _R2]."""
-    reads = int(args["reads"])
+    """Cut a (pair of) FASTQ file(s) into chunks of ``sizes[i]`` records: chunk_<i>_R1.fastq.gz [, _R2]."""
+    starts = [0]
+    for size in args["sizes"]:
+        starts.append(starts[-1] + size * 4)  # the line at which each chunk starts
     for mate, source in enumerate(args["files"], start=1):
         with gzip.open(source, "rb") if _is_gzip(source) else open(source, "rb") as handle:
             sink: gzip.GzipFile | None = None
+            chunk = -1
             for number, line in enumerate(handle):
-                if number % (reads * 4) == 0:
+                if chunk + 1 < len(args["sizes"]) and number == starts[chunk + 1]:
                     if sink is not None:
                         sink.close()
-                    chunk = number // (reads * 4)
+                    chunk += 1
                     sink = gzip.GzipFile(out / f"chunk_{chunk}_R{mate}.fastq.gz", "wb", compresslevel=1)
                 assert sink is not None
                 sink.write(line)

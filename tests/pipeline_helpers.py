@@ -1,0 +1,88 @@
+"""Helpers for the pipeline tests: running `genobatch run`, the plain by-hand pipeline, reading outputs."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DATASETS = {  # dataset -> (reference, ploidy)
+    "measles": ("MH356245.1.reference.fasta", 1),
+    "sarscov2": ("MN908947.3.fa", 1),
+}
+TOOLS = ("bwa", "samtools", "bcftools", "fastqc")
+
+needs_tools = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in TOOLS), reason="bioinformatics tools not installed: run ./bootstrap test"
+)
+
+
+def run_pipeline(
+    sheet: Path, fasta: Path, outdir: Path, work: Path, *extra: str, expect: int | None = 0
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genobatch",
+            "run",
+            "--input",
+            str(sheet),
+            "--fasta",
+            str(fasta),
+            "--outdir",
+            str(outdir),
+            "--work-dir",
+            str(work),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if expect is not None:
+        assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def records(vcf: Path) -> list[str]:
+    """The VCF's data lines (header excluded)."""
+    out = subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def by_hand(sample: str, r1: Path, r2: Path, fasta: Path, ploidy: int, workdir: Path) -> list[str]:
+    """The plain pipeline: bwa mem | samtools sort, samtools index, bcftools mpileup -a AD,DP | call -mv."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ref = workdir / "ref.fa"
+    if not ref.exists():
+        shutil.copyfile(fasta, ref)
+        subprocess.run(["bwa", "index", str(ref)], check=True, capture_output=True)
+        subprocess.run(["samtools", "faidx", str(ref)], check=True, capture_output=True)
+    bam = workdir / f"{sample}.bam"
+    rg = f"@RG\\tID:{sample}.1\\tSM:{sample}\\tPL:ILLUMINA"
+    script = 'bwa mem -R "$1" "$2" "$3" "$4" | samtools sort -o "$5" - && samtools index "$5"'
+    subprocess.run(
+        ["sh", "-c", script, "sh", rg, str(ref), str(r1), str(r2), str(bam)], check=True, capture_output=True
+    )
+    ploidy_args = ["--ploidy", "1"] if ploidy == 1 else []
+    script = 'r=$1; b=$2; shift 2; bcftools mpileup -f "$r" -a AD,DP "$b" | bcftools call -mv "$@"'
+    call = subprocess.run(
+        ["sh", "-c", script, "sh", str(ref), str(bam), *ploidy_args], check=True, capture_output=True, text=True
+    )
+    return [line for line in call.stdout.splitlines() if not line.startswith("#")]
+
+
+def trace(outdir: Path) -> list[dict[str, str]]:
+    with open(outdir / "pipeline_info" / "execution_trace.tsv") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def ran(outdir: Path) -> list[dict[str, str]]:
+    """Trace rows of tasks that really ran in the last run."""
+    return [row for row in trace(outdir) if row["status"] != "CACHED"]
