@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench setup clean
+.PHONY: demo batch-demo test lint typecheck unit bench setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: the germline pipeline on the bundled demo data (two viruses, so two references: two runs).
 demo: $(STAMP)
+	$(BIN)/genobatch run --input data/measles/samples.csv --fasta data/measles/MH356245.1.reference.fasta \
+	    --outdir results/measles --work-dir work --ploidy 1
+	$(BIN)/genobatch run --input data/sarscov2/samples.csv --fasta data/sarscov2/MN908947.3.fa \
+	    --outdir results/sarscov2 --work-dir work --ploidy 1
+
+batch-demo: $(STAMP)
 	$(BIN)/python examples/batch_demo.py
 
 lint: $(STAMP)
@@ -31,6 +38,7 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine_overhead
+	$(BIN)/python -m bench.pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

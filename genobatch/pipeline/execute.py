@@ -38,7 +38,7 @@ from .inputs import (
     check_fasta,
     check_inputs,
     chunk_sizes,
-    read_sample_sheet,
+    parse_sample_sheet,
 )
 from .progress import Progress
 from .publish import publish
@@ -107,11 +107,11 @@ class Run:
                     )
                 ]
             )
-        samples = read_sample_sheet(self.o.input)
+        samples, problems = parse_sample_sheet(self.o.input)
         known = self.facts.get(self.o.fasta, "fasta") if self.o.fasta.is_file() else None
         fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(self.o.fasta)
         self.facts.put(self.o.fasta, "fasta", fasta.contigs)
-        counts = check_inputs(self.o.input, samples, self.facts)
+        counts = check_inputs(self.o.input, samples, self.facts, problems)
         versions = tool_versions()
         chunks = {
             lane.fastq_1: self._chunks(lane.fastq_1, lane.fastq_2, counts[lane.fastq_1])

@@ -63,8 +63,9 @@ class Sample:
         return self.lanes[0].fastq_2 is not None
 
 
-def read_sample_sheet(path: Path) -> list[Sample]:
-    """Parse an nf-core sample sheet (``sample,fastq_1,fastq_2``); rows of one sample are its lanes."""
+def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
+    """Parse an nf-core sample sheet (``sample,fastq_1,fastq_2``; rows of one sample are its lanes): the usable
+    samples, and the problems of the other rows (so that the files of good rows are checked too)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -135,9 +136,7 @@ def read_sample_sheet(path: Path) -> list[Sample]:
         sample.lanes.append(lane)
     if not samples and not problems:
         problems.append(Problem(path, None, "the sample sheet lists no samples", "add one row per FASTQ file (pair)"))
-    if problems:
-        raise InputError(problems)
-    return list(samples.values())
+    return list(samples.values()), problems
 
 
 # --- file contents ----------------------------------------------------------------------------------------
@@ -325,9 +324,10 @@ class FileFacts:
         tmp.replace(self.path)
 
 
-def check_inputs(sheet: Path, samples: list[Sample], facts: FileFacts) -> dict[Path, int]:
-    """Check every FASTQ (remembered per file); returns read counts. Raises InputError listing all problems."""
-    problems: list[Problem] = []
+def check_inputs(sheet: Path, samples: list[Sample], facts: FileFacts, problems: list[Problem]) -> dict[Path, int]:
+    """Check every FASTQ (remembered per file); returns read counts. Raises InputError listing ``problems``
+    (found earlier, e.g. in the sample sheet) and all found here."""
+    problems = list(problems)
     counts: dict[Path, int] = {}
     for sample in samples:
         for lane in sample.lanes:
