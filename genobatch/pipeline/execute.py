@@ -91,6 +91,7 @@ class Run:
         self.facts = FileFacts(self.work / "inputs.json")
         self.trace: list[TraceRow] = []
         self.errors: dict[str, str] = {}  # task name -> why it failed
+        self.last_plan: Plan | None = None
 
     # --- planning -----------------------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -220,6 +221,7 @@ class Run:
         """Returns the exit code: 0 when every sample succeeded, 1 otherwise. Bad input raises InputError."""
         started = time.time()
         plan = self.plan()
+        self.last_plan = plan
         if self.o.explain:
             print("\n".join(self.explain(plan)) or "Nothing to run: every task is cached.")
         if self.o.dry_run:

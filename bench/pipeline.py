@@ -1,0 +1,278 @@
+"""Pipeline benchmark: genobatch against its lower bound and against Snakemake, in the same run.
+
+Not a test: prints and saves JSON (``bench/results/pipeline.json``). Needs Debian's dwgsim and snakemake.
+
+    python -m bench.pipeline [--case many|large|both] [--cores 2] [--pairs 618000]
+
+(a) ``many``: the 4 real samples (measles, SARS-CoV-2) under 8 names each = 32 samples. One workflow needs
+    one reference, so both tools use the two virus genomes in one FASTA.
+(b) ``large``: one sample simulated by dwgsim from E. coli K-12 (2x150 bp, ~40x by default, haploid), with
+    dwgsim's mutations as the truth for SNP precision/recall.
+
+For each case: genobatch's wall time, its lower bound max(critical path, total job CPU / cores) from its own
+trace, CPU utilisation, and Snakemake (``--cores`` the same) running the plain by-hand pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from genobatch.pipeline.execute import Options, Run
+from genobatch.pipeline.germline import Params
+
+ROOT = Path(__file__).resolve().parent.parent
+ECOLI = ROOT / "data" / "ecoli" / "GCF_000005845.2_ASM584v2_genomic.fna.gz"
+RESULTS = Path(__file__).parent / "results" / "pipeline.json"
+
+SNAKEFILE = r"""
+import csv
+SAMPLES = {r["sample"]: r for r in csv.DictReader(open(config["sheet"]))}
+REF = config["ref"]
+PLOIDY = "--ploidy 1" if config["ploidy"] == 1 else ""
+
+rule all:
+    input: expand("out/{s}.vcf.gz.tbi", s=SAMPLES), expand("out/qc/{s}_{m}", s=SAMPLES, m=["1", "2"])
+
+rule fastqc:
+    output: directory("out/qc/{s}_{m}")
+    params: fq=lambda w: SAMPLES[w.s]["fastq_" + w.m]
+    shell: "mkdir -p {output} && fastqc --quiet --threads 1 --outdir {output} {params.fq}"
+
+rule align:
+    output: "out/{s}.bam"
+    params: r1=lambda w: SAMPLES[w.s]["fastq_1"], r2=lambda w: SAMPLES[w.s]["fastq_2"]
+    threads: 2
+    shell: "bwa mem -t {threads} -R '@RG\\tID:{wildcards.s}\\tSM:{wildcards.s}' " + REF + " {params.r1} {params.r2}"
+           " | samtools sort -o {output} - && samtools index {output}"
+
+rule call:
+    input: "out/{s}.bam"
+    output: "out/{s}.vcf.gz"
+    shell: "bcftools mpileup -f " + REF + " -a AD,DP {input} | bcftools call -mv " + PLOIDY + " -Oz -o {output}"
+
+rule index_vcf:
+    input: "out/{s}.vcf.gz"
+    output: "out/{s}.vcf.gz.tbi"
+    shell: "bcftools index -t {input}"
+"""
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def prepare_many(folder: Path) -> tuple[Path, Path]:
+    """32 samples over a reference holding both viruses."""
+    ref = folder / "viruses.fa"
+    ref.write_bytes(
+        (ROOT / "data/measles/MH356245.1.reference.fasta").read_bytes().replace(b"\r\n", b"\n")
+        + (ROOT / "data/sarscov2/MN908947.3.fa").read_bytes()
+    )
+    rows = []
+    for dataset in ("measles", "sarscov2"):
+        for line in (ROOT / "data" / dataset / "samples.csv").read_text().splitlines()[1:]:
+            sample, r1, r2 = line.split(",")
+            for copy in range(8):
+                rows.append(f"{sample}_{copy},{ROOT / 'data' / dataset / r1},{ROOT / 'data' / dataset / r2}")
+    sheet = folder / "samples.csv"
+    sheet.write_text("sample,fastq_1,fastq_2\n" + "\n".join(rows) + "\n")
+    return sheet, ref
+
+
+def prepare_large(folder: Path, pairs: int) -> tuple[Path, Path, Path]:
+    ref = folder / "ecoli.fa"
+    with gzip.open(ECOLI) as src, open(ref, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    subprocess.run(
+        [
+            "dwgsim",
+            "-H",
+            "-N",
+            str(pairs),
+            "-1",
+            "150",
+            "-2",
+            "150",
+            "-e",
+            "0.001",
+            "-E",
+            "0.001",
+            "-y",
+            "0",
+            "-z",
+            "42",
+            str(ref),
+            str(folder / "sim"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for mate in ("1", "2"):
+        source = folder / f"sim.bwa.read{mate}.fastq.gz"
+        if not source.exists():  # older dwgsim writes plain FASTQ
+            with open(folder / f"sim.bwa.read{mate}.fastq", "rb") as raw, gzip.open(source, "wb", 1) as out:
+                shutil.copyfileobj(raw, out)
+    sheet = folder / "samples.csv"
+    sheet.write_text(
+        f"sample,fastq_1,fastq_2\necoli,{folder / 'sim.bwa.read1.fastq.gz'},{folder / 'sim.bwa.read2.fastq.gz'}\n"
+    )
+    return sheet, ref, folder / "sim.mutations.vcf"
+
+
+def snps(vcf: Path) -> set[tuple[str, int, str]]:
+    opener = gzip.open if vcf.suffix == ".gz" else open
+    out = set()
+    with opener(vcf, "rt") as handle:
+        for line in handle:
+            if line.startswith("#"):
+                continue
+            chrom, pos, _, ref, alt = line.split("\t")[:5]
+            for allele in alt.split(","):
+                if len(ref) == 1 and len(allele) == 1 and allele not in ".*":
+                    out.add((chrom, int(pos), allele.upper()))
+    return out
+
+
+def critical_path(run: Run) -> float:
+    """Longest chain of task realtimes through the task graph (tasks that ran only)."""
+    realtime = {row.name: row.realtime_s or 0.0 for row in run.trace if row.status == "COMPLETED"}
+    longest: dict[str, float] = {}
+    assert run.last_plan is not None
+    for task in run.last_plan.tasks:  # dependency order
+        before = max((longest.get(up, 0.0) for up in task.upstream), default=0.0)
+        longest[task.name] = before + realtime.get(task.name, 0.0)
+    return max(longest.values(), default=0.0)
+
+
+def genobatch_case(sheet: Path, ref: Path, folder: Path, cores: int, ploidy: int) -> tuple[dict[str, Any], Run]:
+    run = Run(
+        Options(
+            sheet,
+            ref,
+            folder / "results",
+            folder / "work",
+            Params(ploidy=ploidy, align_vcpus=cores),
+            max_cpus=cores,
+            live_progress=False,
+        )
+    )
+    start = time.perf_counter()
+    code = run.execute()
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"genobatch run failed: {run.errors}")
+    cpu = sum(row.cpu_s or 0.0 for row in run.trace)
+    path = critical_path(run)
+    bound = max(path, cpu / cores)
+    jobs = sum(1 for row in run.trace if row.status == "COMPLETED")
+    return {
+        "wall_seconds": round(wall, 2),
+        "tasks_run": jobs,
+        "job_cpu_seconds": round(cpu, 2),
+        "critical_path_seconds": round(path, 2),
+        "lower_bound_seconds": round(bound, 2),
+        "wall_over_lower_bound": round(wall / bound, 3) if bound else None,
+        "cpu_utilisation": round(cpu / (wall * cores), 3),
+    }, run
+
+
+def snakemake_case(sheet: Path, ref: Path, folder: Path, cores: int, ploidy: int) -> float:
+    work = folder / "snakemake"
+    work.mkdir()
+    (work / "Snakefile").write_text(SNAKEFILE)
+    local_ref = work / "ref.fa"
+    shutil.copyfile(ref, local_ref)
+    start = time.perf_counter()  # indexing the reference is part of the by-hand pipeline's time too
+    subprocess.run(["bwa", "index", str(local_ref)], check=True, capture_output=True)
+    subprocess.run(["samtools", "faidx", str(local_ref)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "snakemake",
+            "--cores",
+            str(cores),
+            "--quiet",
+            "--config",
+            f"sheet={sheet}",
+            f"ref={local_ref}",
+            f"ploidy={ploidy}",
+        ],
+        cwd=work,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def cases(selected: str) -> Iterator[str]:
+    yield from (("many", "large") if selected == "both" else (selected,))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=("many", "large", "both"), default="both")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=618_000, help="read pairs for the large case (~40x)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    report: dict[str, Any] = {
+        "benchmark": "pipeline",
+        "goals": "wall <= 1.15 x lower bound; wall <= 0.8 x Snakemake",
+        "measured_at": time.strftime("%F %T"),
+        "cores": args.cores,
+        "cases": {},
+        "environment": {
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "cpus": os.cpu_count(),
+            "snakemake": subprocess.run(["snakemake", "--version"], capture_output=True, text=True).stdout.strip(),
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="genobatch-bench-") as tmp:
+        for case in cases(args.case):
+            folder = Path(tmp) / case
+            folder.mkdir()
+            truth = None
+            if case == "many":
+                sheet, ref = prepare_many(folder)
+            else:
+                sheet, ref, truth = prepare_large(folder, args.pairs)
+            result, run = genobatch_case(sheet, ref, folder, args.cores, ploidy=1)
+            report["environment"]["tools"] = run.last_plan.versions if run.last_plan else {}
+            snake = snakemake_case(sheet, ref, folder, args.cores, ploidy=1)
+            result.update(
+                {"snakemake_seconds": round(snake, 2), "wall_over_snakemake": round(result["wall_seconds"] / snake, 3)}
+            )
+            if truth is not None:
+                called, true = snps(folder / "results" / "ecoli" / "ecoli.vcf.gz"), snps(truth)
+                hits = len(called & true)
+                result.update(
+                    {
+                        "truth_snps": len(true),
+                        "called_snps": len(called),
+                        "snp_precision": round(hits / len(called), 4) if called else None,
+                        "snp_recall": round(hits / len(true), 4) if true else None,
+                    }
+                )
+            report["cases"][case] = result
+            print(json.dumps({case: result}), flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {args.output}")
+
+
+if __name__ == "__main__":
+    main()
