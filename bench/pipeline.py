@@ -164,7 +164,7 @@ def genobatch_case(sheet: Path, ref: Path, folder: Path, cores: int, ploidy: int
             ref,
             folder / "results",
             folder / "work",
-            Params(ploidy=ploidy, align_vcpus=cores),
+            Params(ploidy=ploidy, vcpus=cores),
             max_cpus=cores,
             live_progress=False,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_reads < 1 or args.regions < 0:
         print("genobatch: error: --chunk-reads must be >= 1 and --regions >= 0", file=sys.stderr)
         return EXIT_BAD_INPUT
-    align_vcpus = min(2, args.max_cpus) if args.max_cpus else 2
+    vcpus = args.max_cpus or len(os.sched_getaffinity(0))
     params = Params(
         ploidy=args.ploidy,
         chunk_reads=args.chunk_reads,
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         max_depth=args.max_depth,
         markdup=args.markdup,
         joint=args.joint,
-        align_vcpus=align_vcpus,
+        vcpus=vcpus,
     )
     options = Options(
         args.input,
