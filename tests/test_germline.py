@@ -124,7 +124,7 @@ def test_resume_runs_nothing_and_partial_reruns(tmp_path: Path) -> None:
     # A changed calling parameter reruns calling and what follows it, not alignment or QC.
     run_pipeline(*args, "--max-depth", "500")
     steps = {r["step"] for r in ran(outdir)}
-    assert steps == {"call", "concat", "stats", "multiqc"}, steps
+    assert steps == {"call", "concat", "vcfstats", "multiqc"}, steps
     explain = run_pipeline(*args, "--max-depth", "400", "--dry-run", "--explain")
     assert "call:subsample1:0: changed: command" in explain.stdout
     assert "align" not in explain.stdout.split("step")[0]
@@ -222,3 +222,43 @@ def test_a_failing_tool_fails_its_sample_and_the_others_finish(tmp_path: Path) -
     assert not (outdir / "subsample1").exists(), "nothing of a failed sample is published"
     assert (outdir / "multiqc" / "multiqc_report.html").is_file()
     assert "paired reads have different names" in (outdir / "pipeline_info" / "execution_report.html").read_text()
+
+
+def test_lanes_markdup_joint_and_intermediates(tmp_path: Path) -> None:
+    """Two lanes of one sample are merged (one read group each); --markdup marks duplicates; --joint calls
+    the samples together; intermediates (chunk BAMs, region VCFs) are gone from the cache afterwards."""
+    m = DATA / "measles"
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text(
+        "sample,fastq_1,fastq_2\n"
+        f"two_lanes,{m / 'SRR7517490_R1.fastq.gz'},{m / 'SRR7517490_R2.fastq.gz'}\n"
+        f"two_lanes,{m / 'SRR7517498_R1.fastq.gz'},{m / 'SRR7517498_R2.fastq.gz'}\n"
+        f"single,{m / 'SRR7517490_R1.fastq.gz'},{m / 'SRR7517490_R2.fastq.gz'}\n"
+    )
+    outdir, work = tmp_path / "results", tmp_path / "work"
+    run_pipeline(
+        sheet, m / "MH356245.1.reference.fasta", outdir, work, "--ploidy", "1", "--regions", "2", "--markdup", "--joint"
+    )
+    bam = outdir / "two_lanes" / "two_lanes.bam"
+    header = subprocess.run(["samtools", "view", "-H", str(bam)], capture_output=True, text=True, check=True).stdout
+    assert [line.split("\t")[1] for line in header.splitlines() if line.startswith("@RG")] == [
+        "ID:two_lanes.1",
+        "ID:two_lanes.2",
+    ]
+    flagstat = (outdir / "two_lanes" / "stats" / "two_lanes.flagstat.txt").read_text()
+    duplicates = int(next(line for line in flagstat.splitlines() if "duplicates" in line).split()[0])
+    assert duplicates > 0, "amplicon reads carry duplicates once marked"
+    joint = subprocess.run(
+        ["bcftools", "query", "-l", str(outdir / "joint" / "joint.vcf.gz")], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert joint == ["two_lanes", "single"]
+    left = {json_step(p) for p in (work / "cache").glob("*/*") if ".partial" not in p.name}
+    assert "align" not in left and "call" not in left, f"intermediates kept: {left}"
+    assert "merge" in left and "concat" in left
+
+
+def json_step(entry: Path) -> str:
+    import json
+
+    step: str = json.loads((entry / ".task.json").read_text())["step"]
+    return step

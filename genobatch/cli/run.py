@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genobatch.batch import ClientException
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.germline import Params
 from genobatch.pipeline.inputs import InputError
@@ -84,4 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print("genobatch: error: the input is not usable; nothing was run:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ClientException as exc:  # e.g. --max-cpus above what this machine has
+        print(f"genobatch: error: {exc}; nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -46,7 +46,7 @@ from .tasks import Task, cache_path, runner_spec
 from .tools import tool_versions
 
 SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
-STEPS = ["reference", "fastqc", "split", "align", "merge", "call", "concat", "stats", "multiqc", "joint"]
+STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "concat", "vcfstats", "multiqc", "joint"]
 
 
 @dataclass
@@ -222,13 +222,14 @@ class Run:
         started = time.time()
         plan = self.plan()
         self.last_plan = plan
+        preview = self._with_summary(plan, plan.tasks)  # with the report tasks, as if every sample succeeds
         if self.o.explain:
-            print("\n".join(self.explain(plan)) or "Nothing to run: every task is cached.")
+            print("\n".join(self.explain(preview)) or "Nothing to run: every task is cached.")
         if self.o.dry_run:
-            print("\n".join(self.describe_plan(plan)))
+            print("\n".join(self.describe_plan(preview)))
             return 0
-        if not plan.needed:
-            print(f"Nothing to run: every output of the {len(plan.tasks)} tasks is cached or not needed.")
+        if not preview.needed:
+            print(f"Nothing to run: every output of the {len(preview.tasks)} tasks is cached or not needed.")
         by_name = {t.name: t for t in plan.tasks}
         remaining: Counter[str] = Counter()  # intermediate key -> tasks still to read it
         for task in plan.needed:
@@ -252,14 +253,9 @@ class Run:
                 if plan.needed:
                     self._run_jobs(backend, plan, plan.needed, progress, on_done)
                 failed_samples = {by_name[name].sample for name in self.errors if name in by_name}
-                ok = [t for t in plan.tasks if t.sample not in failed_samples]
-                summary, summary_published = germline.build_summary(ok, self.o.params)
-                plan.material.update(self._summary_keys(plan, summary))
-                todo = [t for t in summary if not cache_path(self.cache, t.key).is_dir()]
-                plan.tasks += summary
-                plan.published += summary_published
-                plan.cached |= {t.name for t in summary if t not in todo}
-                plan.needed += todo
+                before = len(plan.needed)
+                plan = self._with_summary(plan, [t for t in plan.tasks if t.sample not in failed_samples])
+                todo = plan.needed[before:]
                 if todo:
                     self._run_jobs(backend, plan, todo, progress, on_done)
         finally:
@@ -268,15 +264,25 @@ class Run:
         self._write_info(plan, started)
         return self._summarise(plan, failed_samples)
 
-    def _summary_keys(self, plan: Plan, summary: list[Task]) -> dict[str, dict[str, Any]]:
+    def _with_summary(self, plan: Plan, sample_tasks: list[Task]) -> Plan:
+        """The plan plus the report tasks (MultiQC, joint VCF) over ``sample_tasks``' samples."""
+        summary, published = germline.build_summary(sample_tasks, self.o.params)
         keys = {t.name: t.key for t in plan.tasks}
-        material = {}
+        material = dict(plan.material)
         for task in summary:
             ups = {name: keys[name] for name in task.upstream}
             task.compute_key(ups, [], plan.versions)
             material[task.name] = task.explain_material(ups, [], plan.versions)
-            keys[task.name] = task.key
-        return material
+        todo = [t for t in summary if not cache_path(self.cache, t.key).is_dir()]
+        return Plan(
+            plan.tasks + summary,
+            plan.published + published,
+            plan.needed + todo,
+            plan.cached | {t.name for t in summary if t not in todo},
+            material,
+            plan.versions,
+            plan.samples,
+        )
 
     def _publish(self, plan: Plan, failed_samples: set[str | None]) -> None:
         by_name = {t.name: t for t in plan.tasks}
@@ -339,6 +345,19 @@ class Run:
 
     # --- running ------------------------------------------------------------------------------------------
     def _jobs(self, tasks: list[Task]) -> list[Job]:
+        """Tasks grouped into jobs (a sample's chunks or regions become one array job), longest downstream
+        chain first: the engine starts jobs in submission order, so the critical path is not left waiting
+        behind leaves such as FastQC. Still dependency order, as an upstream task is always higher."""
+        height: dict[str, int] = {}
+        names = {t.name for t in tasks}
+        for task in reversed(tasks):
+            height.setdefault(task.name, 1)
+            for up in task.upstream:
+                if up in names:
+                    height[up] = max(height.get(up, 1), height[task.name] + 1)
+        return self._group(sorted(tasks, key=lambda t: -height[t.name]))
+
+    def _group(self, tasks: list[Task]) -> list[Job]:
         groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
         jobs: list[Job] = []
         for task in tasks:

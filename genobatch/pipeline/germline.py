@@ -2,8 +2,8 @@
 
 reference (bwa index, faidx) ──┐
 FASTQ ─> [split into chunks] ─> align each chunk (bwa mem | samtools sort) ─> merge + index ─┐
-FASTQ ─> FastQC                                                                             ├─> stats ─> MultiQC
-                              call each region (mpileup | call | keep region) ─> concat + index ┘
+FASTQ ─> FastQC                                                        BAM stats ─┐          ├─> MultiQC
+                              call each region (mpileup | call | keep region) ─> concat + index ─> VCF stats ┘
 
 Scattering must not change results (tests/test_germline.py compares with the plain by-hand pipeline):
 - bwa mem estimates insert sizes per batch of reads (10 Mb, its default for one thread; ``-K`` keeps it so
@@ -135,13 +135,13 @@ def build(
                         "sizes": sizes,
                         "files": [f"{{file:{i}}}" for i in range(len(fastqs))],
                     },
-                    outputs=[f"chunk_{c}_R{m}.fastq.gz" for c in range(chunks) for m in range(1, len(fastqs) + 1)],
+                    outputs=[f"chunk_{c}_R{m}.fastq" for c in range(chunks) for m in range(1, len(fastqs) + 1)],
                     vcpus=1,
                     memory_mib=256,
                 )
                 tasks.append(split)
                 for c in range(chunks):
-                    reads = [f"{{in:{split.name}}}/chunk_{c}_R{m}.fastq.gz" for m in range(1, len(fastqs) + 1)]
+                    reads = [f"{{in:{split.name}}}/chunk_{c}_R{m}.fastq" for m in range(1, len(fastqs) + 1)]
                     sources.append((reads, [split.name], []))
             read_group = f"@RG\\tID:{s}.{lane_number}\\tSM:{s}\\tPL:ILLUMINA"
             for c, (reads, upstream, files) in enumerate(sources):
@@ -266,23 +266,35 @@ def build(
             Published(concat.name, {f"{s}.vcf.gz": f"{s}/{s}.vcf.gz", f"{s}.vcf.gz.tbi": f"{s}/{s}.vcf.gz.tbi"})
         )
 
-        stats = Task(
-            f"stats:{s}",
-            "stats",
+        # BAM statistics need only the BAM, so they run while variants are called.
+        bam_stats = Task(
+            f"bamstats:{s}",
+            "bamstats",
             s,
-            upstream=[merge.name, concat.name],
-            tools=["samtools", "bcftools"],
+            upstream=[merge.name],
+            tools=["samtools"],
             vcpus=1,
             memory_mib=512,
             pipes=[
                 Pipe([["samtools", "flagstat", f"{{in:{merge.name}}}/{s}.bam"]], stdout=f"{s}.flagstat.txt"),
                 Pipe([["samtools", "stats", f"{{in:{merge.name}}}/{s}.bam"]], stdout=f"{s}.stats.txt"),
-                Pipe([["bcftools", "stats", f"{{in:{concat.name}}}/{s}.vcf.gz"]], stdout=f"{s}.bcftools_stats.txt"),
             ],
-            outputs=[f"{s}.flagstat.txt", f"{s}.stats.txt", f"{s}.bcftools_stats.txt"],
+            outputs=[f"{s}.flagstat.txt", f"{s}.stats.txt"],
         )
-        tasks.append(stats)
-        published.append(Published(stats.name, {name: f"{s}/stats/{name}" for name in stats.outputs}))
+        vcf_stats = Task(
+            f"vcfstats:{s}",
+            "vcfstats",
+            s,
+            upstream=[concat.name],
+            tools=["bcftools"],
+            vcpus=1,
+            memory_mib=512,
+            pipes=[Pipe([["bcftools", "stats", f"{{in:{concat.name}}}/{s}.vcf.gz"]], stdout=f"{s}.bcftools_stats.txt")],
+            outputs=[f"{s}.bcftools_stats.txt"],
+        )
+        for stats in (bam_stats, vcf_stats):
+            tasks.append(stats)
+            published.append(Published(stats.name, {name: f"{s}/stats/{name}" for name in stats.outputs}))
 
     return tasks, published
 
@@ -290,7 +302,7 @@ def build(
 def build_summary(sample_tasks: list[Task], params: Params) -> tuple[list[Task], list[Published]]:
     """MultiQC over the given (successful) samples' QC, and optionally their joint VCF. Built at the end of a
     run, so that one failed sample does not keep the others out of the report."""
-    stats_tasks = [t.name for t in sample_tasks if t.step in ("fastqc", "stats")]
+    stats_tasks = [t.name for t in sample_tasks if t.step in ("fastqc", "bamstats", "vcfstats")]
     bams = [t.name for t in sample_tasks if t.step == "merge"]
     ploidy = ["--ploidy", "1"] if params.ploidy == 1 else []
     depth = ["-d", str(params.max_depth)] if params.max_depth else []

@@ -21,7 +21,8 @@ COLOURS = {
     "merge": "#2ca02c",
     "call": "#d62728",
     "concat": "#9467bd",
-    "stats": "#17becf",
+    "bamstats": "#17becf",
+    "vcfstats": "#aec7e8",
     "multiqc": "#bcbd22",
     "joint": "#e377c2",
 }
