@@ -194,16 +194,16 @@ def build(
                 )
             ]
         else:
-            merge_pipes = [Pipe([["samtools", "merge", "-f", "-o", bam, *inputs]])]
+            merge_pipes = [Pipe([["samtools", "merge", "-f", "-@", "{threads}", "-o", bam, *inputs]])]
         merge = Task(
             f"merge:{s}",
             "merge",
             s,
             upstream=chunk_bams,
             tools=["samtools"],
-            vcpus=1,
+            vcpus=min(2, params.vcpus),  # alone on the critical path: compress with 2 threads
             memory_mib=2048,
-            pipes=[*merge_pipes, Pipe([["samtools", "index", bam]])],
+            pipes=[*merge_pipes, Pipe([["samtools", "index", "-@", "{threads}", bam]])],
             outputs=[f"{s}.bam", f"{s}.bam.bai"],
         )
         tasks.append(merge)
