@@ -49,6 +49,18 @@ class Published:
     files: dict[str, str]
 
 
+def mpileup_argv(params: Params, bams: list[str], region: str | None = None) -> list[str]:
+    """``bcftools mpileup -a AD,DP`` as the by-hand pipeline runs it (plus the run's depth and region)."""
+    depth = ["-d", str(params.max_depth)] if params.max_depth else []
+    where = ["-r", region] if region else []
+    return ["bcftools", "mpileup", *depth, "-f", "{in:reference}/ref.fa", "-a", "AD,DP", *where, "-Ou", *bams]
+
+
+def call_argv(params: Params, *output: str) -> list[str]:
+    """``bcftools call -mv`` with the run's ploidy (bcftools' default is diploid)."""
+    return ["bcftools", "call", "-mv", *(["--ploidy", "1"] if params.ploidy == 1 else []), *output]
+
+
 def split_regions(contigs: list[tuple[str, int]], count: int) -> list[tuple[str, int, int]]:
     """About ``count`` regions of similar length, never crossing a contig; 1-based inclusive coordinates."""
     total = sum(length for _, length in contigs)
@@ -90,8 +102,6 @@ def build(
     tasks.append(ref)
     total = sum(length for _, length in contigs)
     regions = split_regions(contigs, params.regions or max(1, min(8, math.ceil(total / 1_000_000))))
-    ploidy = ["--ploidy", "1"] if params.ploidy == 1 else []
-    depth = ["-d", str(params.max_depth)] if params.max_depth else []
 
     for sample in samples:
         s = sample.name
@@ -225,20 +235,8 @@ def build(
                 pipes=[
                     Pipe(
                         [
-                            [
-                                "bcftools",
-                                "mpileup",
-                                *depth,
-                                "-f",
-                                "{in:reference}/ref.fa",
-                                "-a",
-                                "AD,DP",
-                                "-r",
-                                padded,
-                                "-Ou",
-                                f"{{in:{merge.name}}}/{s}.bam",
-                            ],
-                            ["bcftools", "call", "-mv", *ploidy, "-Ou"],
+                            mpileup_argv(params, [f"{{in:{merge.name}}}/{s}.bam"], padded),
+                            call_argv(params, "-Ou"),
                             ["bcftools", "view", "-t", f"{contig}:{start}-{end}", "-Oz", "-o", "{out}/part.vcf.gz"],
                         ]
                     )
@@ -304,8 +302,6 @@ def build_summary(sample_tasks: list[Task], params: Params) -> tuple[list[Task],
     run, so that one failed sample does not keep the others out of the report."""
     stats_tasks = [t.name for t in sample_tasks if t.step in ("fastqc", "bamstats", "vcfstats")]
     bams = [t.name for t in sample_tasks if t.step == "merge"]
-    ploidy = ["--ploidy", "1"] if params.ploidy == 1 else []
-    depth = ["-d", str(params.max_depth)] if params.max_depth else []
     tasks: list[Task] = []
     published: list[Published] = []
     multiqc = Task(
@@ -351,18 +347,8 @@ def build_summary(sample_tasks: list[Task], params: Params) -> tuple[list[Task],
             pipes=[
                 Pipe(
                     [
-                        [
-                            "bcftools",
-                            "mpileup",
-                            *depth,
-                            "-f",
-                            "{in:reference}/ref.fa",
-                            "-a",
-                            "AD,DP",
-                            "-Ou",
-                            *[f"{{in:{b}}}/{b.split(':', 1)[1]}.bam" for b in bams],
-                        ],
-                        ["bcftools", "call", "-mv", *ploidy, "-Oz", "-o", "{out}/joint.vcf.gz"],
+                        mpileup_argv(params, [f"{{in:{b}}}/{b.split(':', 1)[1]}.bam" for b in bams]),
+                        call_argv(params, "-Oz", "-o", "{out}/joint.vcf.gz"),
                     ]
                 ),
                 Pipe([["bcftools", "index", "-t", "{out}/joint.vcf.gz"]]),
