@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .admission import Pool, QueueStream, admit
 from .daemon import EngineLock
-from .jobs import child_status_counts, runnable_candidates, set_status
+from .jobs import active_attempts, child_status_counts, runnable_candidates, set_status
 from .lifecycle import (
     AttemptOutcome,
     array_parent_status,
@@ -201,13 +201,7 @@ class Engine:
     # --- start-up -----------------------------------------------------------------------------------------
     def _recover(self) -> None:
         """After a crash: kill what the dead engine left running and let the retry strategy decide."""
-        conn = self.store.conn
-        rows = conn.execute(
-            """SELECT a.job_id, a.number, a.pid, a.proc_start, a.engine_pid, j.retry, j.attempts_made
-               FROM attempts a JOIN jobs j ON j.id = a.job_id AND a.number = j.attempts_made
-               WHERE j.status IN """
-            + ACTIVE_SQL
-        ).fetchall()
+        rows = active_attempts(self.store.conn)
         kill_orphans(self.store.state_dir, [(row["pid"], row["proc_start"]) for row in rows if row["pid"]])
         with self.store.write() as conn:
             for row in rows:

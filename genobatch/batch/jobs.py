@@ -345,18 +345,19 @@ def stop_job(store: Store, job_id: str, reason: str, terminate: bool) -> dict[st
     return {}
 
 
+def active_attempts(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """The current attempt of every STARTING/RUNNING job, with the job's retry strategy and resources."""
+    return conn.execute(
+        "SELECT a.*, j.retry, j.vcpus, j.memory_mib FROM attempts a "
+        f"JOIN jobs j ON j.id = a.job_id AND a.number = j.attempts_made WHERE j.status IN {ACTIVE_SQL}"
+    ).fetchall()
+
+
 def abandon_open_jobs(store: Store, reason: str) -> list[tuple[int, str | None]]:
     """Fail every job that has not ended (their submitter is gone); returns the (pid, start) of attempts that
     were running, for the caller to kill. Only call this while no engine runs on the store."""
     with store.write() as conn:
-        running = [
-            (row[0], row[1])
-            for row in conn.execute(
-                "SELECT a.pid, a.proc_start FROM attempts a "
-                "JOIN jobs j ON j.id = a.job_id AND a.number = j.attempts_made "
-                f"WHERE j.status IN {ACTIVE_SQL} AND a.pid IS NOT NULL"
-            )
-        ]
+        running = [(row["pid"], row["proc_start"]) for row in active_attempts(conn) if row["pid"]]
         for row in conn.execute(f"SELECT id FROM jobs WHERE status IN {OPEN_SQL}").fetchall():
             set_status(conn, row[0], JobStatus.FAILED, reason)
     return running

@@ -12,9 +12,8 @@ from typing import Any
 
 from .admission import Pool, why_waiting
 from .errors import ClientException
-from .jobs import child_status_counts
+from .jobs import active_attempts, child_status_counts
 from .model import (
-    ACTIVE_SQL,
     JobStatus,
     Resources,
     arn,
@@ -33,14 +32,9 @@ NO_ENGINE = (
 def current_pools(conn: sqlite3.Connection) -> dict[str, Pool]:
     """Each compute environment's capacity and what STARTING/RUNNING attempts hold of it now."""
     pools = {env.name: Pool(env.name, env.capacity, env.state == "ENABLED") for env in all_compute_environments(conn)}
-    for row in conn.execute(
-        """SELECT a.compute_environment AS env, j.vcpus, j.memory_mib FROM jobs j
-           JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts_made
-           WHERE j.status IN """
-        + ACTIVE_SQL
-    ):
-        if row["env"] in pools:
-            pools[row["env"]].take(Resources(row["vcpus"], row["memory_mib"]))
+    for row in active_attempts(conn):
+        if row["compute_environment"] in pools:
+            pools[row["compute_environment"]].take(Resources(row["vcpus"], row["memory_mib"]))
     return pools
 
 
