@@ -80,7 +80,6 @@ class Plan:
     cached: set[str]  # task names whose outputs are in the cache
     material: dict[str, dict[str, Any]]
     versions: dict[str, str]
-    samples: list[str]
 
 
 class Run:
@@ -120,9 +119,9 @@ class Run:
             for lane in sample.lanes
         }
         tasks, published = germline.build(samples, self.o.fasta, fasta.contigs, chunks, p)
-        material = self._keys(tasks, versions)
+        material = self._keys(tasks, versions, {})
         self.facts.save()
-        return self._decide(tasks, published, material, versions, [s.name for s in samples])
+        return self._decide(tasks, published, material, versions)
 
     def _chunks(self, first: Path, second: Path | None, reads: int) -> list[int]:
         """Reads per alignment chunk for a lane: one chunk unless it is larger than --chunk-reads."""
@@ -135,8 +134,8 @@ class Run:
             self.facts.put(first, kind, batches)
         return chunk_sizes(batches, self.o.params.chunk_reads)
 
-    def _keys(self, tasks: list[Task], versions: dict[str, str]) -> dict[str, dict[str, Any]]:
-        keys: dict[str, str] = {}
+    def _keys(self, tasks: list[Task], versions: dict[str, str], keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Give each task its key (``keys`` holds those of tasks keyed earlier); returns what each is made of."""
         material = {}
         for task in tasks:  # tasks come in dependency order
             hashes = [self.facts.sha256(path) for path in task.files]
@@ -151,7 +150,6 @@ class Run:
         published: list[Published],
         material: dict[str, dict[str, Any]],
         versions: dict[str, str],
-        samples: list[str],
     ) -> Plan:
         """A task runs if its output is not cached and it is published or something that runs needs it."""
         by_name = {t.name: t for t in tasks}
@@ -171,7 +169,7 @@ class Run:
             if task.name in needed and task.key not in seen_keys:  # same work under two names runs once
                 seen_keys.add(task.key)
                 ordered.append(task)
-        return Plan(list(by_name.values()), published, ordered, cached, material, versions, samples)
+        return Plan(list(by_name.values()), published, ordered, cached, material, versions)
 
     def explain(self, plan: Plan) -> list[str]:
         """Why each task that will run cannot use the cache."""
@@ -267,12 +265,7 @@ class Run:
     def _with_summary(self, plan: Plan, sample_tasks: list[Task]) -> Plan:
         """The plan plus the report tasks (MultiQC, joint VCF) over ``sample_tasks``' samples."""
         summary, published = germline.build_summary(sample_tasks, self.o.params)
-        keys = {t.name: t.key for t in plan.tasks}
-        material = dict(plan.material)
-        for task in summary:
-            ups = {name: keys[name] for name in task.upstream}
-            task.compute_key(ups, [], plan.versions)
-            material[task.name] = task.explain_material(ups, [], plan.versions)
+        material = {**plan.material, **self._keys(summary, plan.versions, {t.name: t.key for t in plan.tasks})}
         todo = [t for t in summary if not cache_path(self.cache, t.key).is_dir()]
         return Plan(
             plan.tasks + summary,
@@ -281,7 +274,6 @@ class Run:
             plan.cached | {t.name for t in summary if t not in todo},
             material,
             plan.versions,
-            plan.samples,
         )
 
     def _publish(self, plan: Plan, failed_samples: set[str | None]) -> None:
@@ -443,6 +435,7 @@ class Run:
     def _run_jobs(self, backend: LocalBackend, plan: Plan, tasks: list[Task], progress: Progress, on_done: Any) -> None:
         """Submit ``tasks`` as jobs and follow them until all have ended."""
         by_name = {t.name: t for t in plan.tasks}
+        cached = Counter(by_name[name].step for name in plan.cached)
         jobs = self._jobs(tasks)
         job_of_key = {t.key: job for job in jobs for t in job.tasks}
         self._submit(backend, jobs, job_of_key, by_name)
@@ -460,7 +453,7 @@ class Run:
                     finished.add(child)
                     self._record(state, job, task)
                     on_done(task, state)
-            progress.update(self._counts(plan, children, states, finished))
+            progress.update(self._counts(cached, children, states, finished))
             if len(finished) < len(children):
                 time.sleep(0.2)
 
@@ -478,11 +471,14 @@ class Run:
             self.errors[task.name] = (state.status_reason or "failed") + (f"\n{tail}" if tail else "")
 
     def _counts(
-        self, plan: Plan, children: dict[str, tuple[Job, Task]], states: dict[str, JobState], finished: set[str]
+        self,
+        cached: Counter[str],
+        children: dict[str, tuple[Job, Task]],
+        states: dict[str, JobState],
+        finished: set[str],
     ) -> dict[str, Counter[str]]:
-        counts: dict[str, Counter[str]] = {step: Counter() for step in STEPS}
-        for name in plan.cached:
-            counts[plan_step(plan, name)]["cached"] += 1
+        """Tasks per step and state, for the progress display (``cached``: cached tasks per step)."""
+        counts: dict[str, Counter[str]] = {step: Counter({"cached": cached[step]}) for step in STEPS}
         for child, (_, task) in children.items():
             if child in finished:
                 counts[task.step]["failed" if task.name in self.errors else "done"] += 1
@@ -492,7 +488,3 @@ class Run:
                     "running" if state and state.status.value in ("STARTING", "RUNNING") else "waiting"
                 ] += 1
         return counts
-
-
-def plan_step(plan: Plan, name: str) -> str:
-    return next(t.step for t in plan.tasks if t.name == name)

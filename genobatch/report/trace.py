@@ -5,113 +5,87 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from genobatch.batch.backend import AttemptState, JobState
     from genobatch.pipeline.tasks import Task
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TraceRow:
-    task_id: str
+    """One row; the field order is the column order. Columns a row has no value for stay empty."""
+
+    task_id: str = ""
     hash: str
     name: str
     step: str
     sample: str
     status: str  # COMPLETED, FAILED, CACHED, or the job's state for attempts that never ran
-    exit: str
-    attempt: str
-    exit_reason: str
-    submit: int | None  # epoch ms
-    start: int | None
-    complete: int | None
-    duration_s: float | None  # submit -> complete
-    realtime_s: float | None  # start -> complete
-    cpu_s: float | None
-    pct_cpu: float | None
-    peak_rss_mib: float | None
+    exit: str = ""
+    attempt: str = ""
+    exit_reason: str = ""
+    submit: int | None = None  # epoch ms
+    start: int | None = None
+    complete: int | None = None
+    duration_s: float | None = None  # submit -> complete
+    realtime_s: float | None = None  # start -> complete
+    cpu_s: float | None = None
+    pct_cpu: float | None = None
+    peak_rss_mib: float | None = None
     vcpus: float
     memory_mib: int
     runtime: str = "host"
 
+    @staticmethod
+    def _task(task: Task, vcpus: float, memory: int) -> dict[str, Any]:
+        """The columns every row of a task shares."""
+        return {
+            "hash": task.key[:12],
+            "name": task.name,
+            "step": task.step,
+            "sample": task.sample or "",
+            "vcpus": vcpus,
+            "memory_mib": memory,
+        }
+
     @classmethod
     def from_attempt(cls, task: Task, job: JobState, attempt: AttemptState, vcpus: float, memory: int) -> TraceRow:
-        realtime = (
-            (attempt.stopped_at_ms - attempt.started_at_ms) / 1000
-            if attempt.stopped_at_ms and attempt.started_at_ms
-            else None
-        )
+        start, stop = attempt.started_at_ms, attempt.stopped_at_ms
+        realtime = (stop - start) / 1000 if stop and start else None
         ok = attempt.exit_reason is not None and attempt.exit_reason.value == "FINISHED"
         return cls(
-            job.job_id,
-            task.key[:12],
-            task.name,
-            task.step,
-            task.sample or "",
-            "COMPLETED" if ok else "FAILED",
-            "" if attempt.exit_code is None else str(attempt.exit_code),
-            str(attempt.number),
-            attempt.exit_reason.value if attempt.exit_reason else "",
-            job.created_at_ms,
-            attempt.started_at_ms,
-            attempt.stopped_at_ms,
-            (attempt.stopped_at_ms - job.created_at_ms) / 1000 if attempt.stopped_at_ms and job.created_at_ms else None,
-            realtime,
-            attempt.cpu_seconds,
-            round(100 * attempt.cpu_seconds / realtime, 1) if attempt.cpu_seconds is not None and realtime else None,
-            round(attempt.max_rss_kib / 1024, 1) if attempt.max_rss_kib else None,
-            vcpus,
-            memory,
+            **cls._task(task, vcpus, memory),
+            task_id=job.job_id,
+            status="COMPLETED" if ok else "FAILED",
+            exit="" if attempt.exit_code is None else str(attempt.exit_code),
+            attempt=str(attempt.number),
+            exit_reason=attempt.exit_reason.value if attempt.exit_reason else "",
+            submit=job.created_at_ms,
+            start=start,
+            complete=stop,
+            duration_s=(stop - job.created_at_ms) / 1000 if stop and job.created_at_ms else None,
+            realtime_s=realtime,
+            cpu_s=attempt.cpu_seconds,
+            pct_cpu=round(100 * attempt.cpu_seconds / realtime, 1)
+            if attempt.cpu_seconds is not None and realtime
+            else None,
+            peak_rss_mib=round(attempt.max_rss_kib / 1024, 1) if attempt.max_rss_kib else None,
         )
 
     @classmethod
     def not_run(cls, task: Task, job: JobState, vcpus: float, memory: int) -> TraceRow:
         return cls(
-            job.job_id,
-            task.key[:12],
-            task.name,
-            task.step,
-            task.sample or "",
-            job.status.value,
-            "",
-            "",
-            job.status_reason or "",
-            job.created_at_ms,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            vcpus,
-            memory,
+            **cls._task(task, vcpus, memory),
+            task_id=job.job_id,
+            status=job.status.value,
+            exit_reason=job.status_reason or "",
+            submit=job.created_at_ms,
         )
 
     @classmethod
     def cached(cls, task: Task, vcpus: float, memory: int) -> TraceRow:
-        return cls(
-            "",
-            task.key[:12],
-            task.name,
-            task.step,
-            task.sample or "",
-            "CACHED",
-            "",
-            "",
-            "",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            vcpus,
-            memory,
-        )
+        return cls(**cls._task(task, vcpus, memory), status="CACHED")
 
 
 def write_trace(rows: list[TraceRow], path: Path) -> None:
