@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 from .client import BatchClient
 from .engine import Engine, Settings
 from .errors import EngineLockedError
-from .model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus
+from .model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus, Mount
 from .registry import DEFAULT_JOB_QUEUE
+from .runtime import Runtime
 from .views import MAX_DESCRIBE
 
 
@@ -47,6 +48,7 @@ class JobSpec:
     vcpus: float = 1.0
     memory_mib: int = 1024
     image: str | None = None
+    mounts: list[Mount] = field(default_factory=list)  # what a containerised job may see (local backend)
     environment: dict[str, str] = field(default_factory=dict)
     depends_on: list[str] = field(default_factory=list)  # job ids; waits for all to succeed
     array_size: int | None = None
@@ -68,6 +70,8 @@ class AttemptState:
     cpu_seconds: float | None = None
     max_rss_kib: int | None = None
     log: str | None = None  # where the attempt's stderr is, if the backend keeps it locally
+    runtime: str | None = None  # what ran it: "host", "podman", "docker", "awsbatch"
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ def state_from_detail(detail: dict[str, Any]) -> JobState:
                 cpu_seconds=extra.get("cpuSeconds"),
                 max_rss_kib=extra.get("maxRssKiB"),
                 log=extra.get("stderr"),
+                runtime=extra.get("runtime"),
+                image=(attempt.get("container") or {}).get("image"),
             )
         )
     return JobState(
@@ -160,6 +166,10 @@ def submit_request(spec: JobSpec, queue: str, definition: str) -> dict[str, Any]
         "retryStrategy": {"attempts": spec.retry_attempts},
         "tags": spec.tags,
     }
+    if spec.mounts:  # a local extension: each job mounts its own inputs (see model.parse_mounts)
+        request["containerOverrides"]["mountPoints"] = [
+            {"sourcePath": m.source, "containerPath": m.target, "readOnly": m.read_only} for m in spec.mounts
+        ]
     if spec.array_size is not None:
         request["arrayProperties"] = {"size": spec.array_size}
     if spec.timeout_seconds is not None:
@@ -179,6 +189,7 @@ class LocalBackend(Backend):
         queue: str = DEFAULT_JOB_QUEUE,
         engine: str = "thread",
         settings: Settings | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.client = BatchClient(state_dir, autostart_engine=engine == "background")
         self.queue = queue
@@ -191,7 +202,7 @@ class LocalBackend(Backend):
                 raise EngineLockedError(
                     f"an engine (pid {holder}) already runs {self.client.state_dir}; use engine='none'"
                 )
-            self._engine = Engine(self.client.state_dir, settings=settings)
+            self._engine = Engine(self.client.state_dir, runtime=runtime, settings=settings)
             self._thread = threading.Thread(target=self._engine.run, name="genobatch-engine", daemon=True)
             self._thread.start()
 

@@ -75,7 +75,10 @@ def engine_command(state_dir: Path, *options: str) -> list[str]:
 
 
 def start_background_engine(
-    state_dir: Path, idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS, wait_seconds: float = 10.0
+    state_dir: Path,
+    idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS,
+    wait_seconds: float = 10.0,
+    runtime: str = "host",
 ) -> int | None:
     """Start ``genobatch engine run`` detached from this terminal, unless one already runs. Returns its pid."""
     pid = engine_pid(state_dir)
@@ -83,7 +86,9 @@ def start_background_engine(
         return pid
     with open(state_dir / "engine.log", "ab") as log:
         subprocess.Popen(
-            engine_command(state_dir, "--idle-exit", str(idle_exit_seconds), "--quiet-if-running"),
+            engine_command(
+                state_dir, "--idle-exit", str(idle_exit_seconds), "--runtime", runtime, "--quiet-if-running"
+            ),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

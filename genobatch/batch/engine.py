@@ -37,6 +37,7 @@ from .model import (
     ExitReason,
     JobQueue,
     JobStatus,
+    Mount,
     Resources,
     RetryStrategy,
 )
@@ -49,7 +50,6 @@ from .runtime import (
     ProcessExit,
     RunningProcess,
     Runtime,
-    kill_orphans,
     own_peak_rss_kib,
     session_rss_kib,
 )
@@ -127,7 +127,6 @@ class Engine:
         self._stop = threading.Event()
         self._drain = False
         self._next_memory_poll = 0.0
-        self._base_env = dict(os.environ)
 
     # --- public -------------------------------------------------------------------------------------------
     def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> None:
@@ -202,7 +201,7 @@ class Engine:
     def _recover(self) -> None:
         """After a crash: kill what the dead engine left running and let the retry strategy decide."""
         rows = active_attempts(self.store.conn)
-        kill_orphans(self.store.state_dir, [(row["pid"], row["proc_start"]) for row in rows if row["pid"]])
+        self.runtime.recover(self.store.state_dir, [(row["pid"], row["proc_start"]) for row in rows if row["pid"]])
         with self.store.write() as conn:
             for row in rows:
                 outcome = outcome_for(ExitReason.LOST, None, f"engine pid {row['engine_pid']} is gone")
@@ -285,11 +284,18 @@ class Engine:
 
     def _outcome(self, attempt: _Attempt, result: ProcessExit, engine_peak_kib: int) -> _Finished:
         # ru_maxrss is exact when above the engine's own peak (see own_peak_rss_kib); else use the sampled peak.
-        max_rss: int | None = max(result.max_rss_kib, attempt.peak_tree_rss_kib)
-        if result.max_rss_kib <= engine_peak_kib:
+        max_rss: int | None = max(result.max_rss_kib or 0, attempt.peak_tree_rss_kib) or None
+        if result.usage_exact:
+            max_rss = result.max_rss_kib
+        elif result.max_rss_kib is not None and result.max_rss_kib <= engine_peak_kib:
             max_rss = attempt.peak_tree_rss_kib or None
         if attempt.kill_reason is not None:
             outcome = outcome_for(attempt.kill_reason, result.exit_code, attempt.kill_detail)
+        elif result.cannot_start is not None:
+            outcome = outcome_for(ExitReason.CANNOT_START, None, result.cannot_start)
+        elif result.oom_killed:
+            detail = f"the container exceeded its memory limit of {attempt.need.memory_mib} MiB"
+            outcome = outcome_for(ExitReason.MEMLIMIT, result.exit_code, detail)
         elif result.exit_code == 0:
             outcome = outcome_for(ExitReason.FINISHED, 0)
         elif result.signal is not None:
@@ -299,8 +305,10 @@ class Engine:
         return _Finished(attempt, outcome, result.cpu_seconds, max_rss)
 
     def _check_memory(self) -> None:
-        usage = session_rss_kib(a.proc.pid for a in self.running.values())
-        for attempt in self.running.values():
+        """Host attempts only: a container's memory limit is the kernel's to enforce (and to report)."""
+        on_host = [a for a in self.running.values() if a.proc.container is None]
+        usage = session_rss_kib(a.proc.pid for a in on_host)
+        for attempt in on_host:
             rss = usage.get(attempt.proc.pid, 0)
             attempt.peak_tree_rss_kib = max(attempt.peak_tree_rss_kib, rss)
             limit_kib = attempt.need.memory_mib * 1024
@@ -442,7 +450,6 @@ class Engine:
             )
             set_status(conn, row["id"], JobStatus.STARTING)
             environment = {
-                **self._base_env,
                 **json.loads(row["environment"]),
                 "AWS_BATCH_JOB_ID": row["id"],
                 "AWS_BATCH_JOB_ATTEMPT": str(number),
@@ -450,8 +457,17 @@ class Engine:
                 "AWS_BATCH_CE_NAME": pool_name,
                 ATTEMPT_MARKER_ENV: f"{self.store.state_dir}|{row['id']}|{number}",
             }
+            container = json.loads(row["container"] or "{}")
             spec = LaunchSpec(
-                row["id"], number, json.loads(row["command"]), environment, log_dir, row["vcpus"], row["memory_mib"]
+                row["id"],
+                number,
+                json.loads(row["command"]),
+                environment,
+                log_dir,
+                row["vcpus"],
+                row["memory_mib"],
+                container.get("image"),
+                tuple(Mount(*m) for m in container.get("mounts", [])),
             )
             admitted.append(
                 _Admitted(
@@ -476,8 +492,8 @@ class Engine:
             return
         at = now_ms()
         conn.execute(
-            "UPDATE attempts SET pid=?, proc_start=?, started_at=? WHERE job_id=? AND number=?",
-            (proc.pid, proc.proc_start, at, item.job_id, item.number),
+            "UPDATE attempts SET pid=?, proc_start=?, started_at=?, runtime=?, image=? WHERE job_id=? AND number=?",
+            (proc.pid, proc.proc_start, at, proc.runtime, proc.image, item.job_id, item.number),
         )
         set_status(conn, item.job_id, JobStatus.RUNNING, None, at)
         deadline = time.monotonic() + item.timeout_s if item.timeout_s else None

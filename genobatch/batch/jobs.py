@@ -31,6 +31,7 @@ from .model import (
     check_name,
     parse_command,
     parse_environment,
+    parse_mounts,
     parse_resources,
     parse_timeout,
     substitute_parameters,
@@ -102,6 +103,7 @@ class _Plan:
     environment: dict[str, str]
     vcpus: float
     memory_mib: int
+    container: dict[str, Any]  # {"image", "mounts"}: what a container runtime needs
     retry: RetryStrategy
     timeout: int | None
     array_size: int | None
@@ -124,6 +126,8 @@ def _plan(conn: sqlite3.Connection, request: dict[str, Any], known_ids: dict[str
     )
     parameters = {**definition.parameters, **{str(k): str(v) for k, v in (request.get("parameters") or {}).items()}}
     environment = {**definition.environment, **parse_environment(overrides.get("environment"), "containerOverrides")}
+    mounts = definition.mounts + parse_mounts(overrides, "containerOverrides")
+    container = {"image": definition.image, "mounts": [m.to_json() for m in mounts]}
     retry = RetryStrategy.parse(request["retryStrategy"]) if "retryStrategy" in request else definition.retry
     timeout = parse_timeout(request["timeout"], 1) if "timeout" in request else definition.timeout_seconds
 
@@ -190,6 +194,7 @@ def _plan(conn: sqlite3.Connection, request: dict[str, Any], known_ids: dict[str
         environment,
         resources.vcpus,
         resources.memory_mib,
+        container,
         retry,
         timeout,
         array_size,
@@ -211,6 +216,7 @@ def _insert(conn: sqlite3.Connection, plan: _Plan, at: int) -> None:
     request_json = json.dumps(plan.request)
     retry_json = json.dumps(plan.retry.to_json())
     definition = f"{plan.definition.name}:{plan.definition.revision}"
+    container_json = json.dumps(plan.container)
 
     def row(job_id: str, parent: str | None, index: int | None, environment: dict[str, str]) -> tuple[Any, ...]:
         return (
@@ -230,6 +236,7 @@ def _insert(conn: sqlite3.Connection, plan: _Plan, at: int) -> None:
             index,
             plan.array_size if index is None else None,
             request_json,
+            container_json,
         )
 
     rows = [row(plan.job_id, None, None, plan.environment)]
@@ -252,8 +259,8 @@ def _insert(conn: sqlite3.Connection, plan: _Plan, at: int) -> None:
         deps += [(plan.job_id, dep_id, kind) for dep_id, kind in plan.depends_on if dep_id]
     conn.executemany(
         """INSERT INTO jobs (id, name, queue, definition, status, created_at, vcpus, memory_mib, command,
-               environment, timeout_s, retry, parent_id, array_index, array_size, request)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+               environment, timeout_s, retry, parent_id, array_index, array_size, request, container)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
         rows,
     )
     conn.executemany("INSERT INTO deps VALUES (?,?,?)", deps)

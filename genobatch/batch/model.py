@@ -244,6 +244,45 @@ def parse_environment(raw: Any, where: str) -> dict[str, str]:
     return {e["name"]: str(e.get("value", "")) for e in raw}
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host path a containerised job sees (at ``target``); writable only when not ``read_only``."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+    def to_json(self) -> list[Any]:
+        return [self.source, self.target, self.read_only]
+
+
+def parse_mounts(props: dict[str, Any], where: str) -> list[Mount]:
+    """AWS's ``volumes`` (``host.sourcePath``) + ``mountPoints`` (``sourceVolume``), as in a job definition.
+
+    Local extension, also accepted in ``containerOverrides``: a mount point may give ``sourcePath`` itself, so
+    that each job can mount its own inputs without a job definition per job.
+    """
+    volumes: dict[str, str] = {}
+    for volume in props.get("volumes") or []:
+        source = (volume.get("host") or {}).get("sourcePath") if isinstance(volume, dict) else None
+        if not isinstance(source, str) or not source.startswith("/") or not isinstance(volume.get("name"), str):
+            raise ClientException(f'{where}.volumes entries must be {{"name": N, "host": {{"sourcePath": "/abs"}}}}')
+        volumes[volume["name"]] = source
+    mounts = []
+    for i, point in enumerate(props.get("mountPoints") or []):
+        if not isinstance(point, dict):
+            raise ClientException(f"{where}.mountPoints[{i}] must be an object")
+        source = point.get("sourcePath") or volumes.get(str(point.get("sourceVolume")))
+        target = point.get("containerPath") or source
+        if not isinstance(source, str) or not source.startswith("/") or not str(target).startswith("/"):
+            raise ClientException(
+                f"{where}.mountPoints[{i}] needs a sourceVolume named in volumes (or an absolute sourcePath) "
+                "and an absolute containerPath"
+            )
+        mounts.append(Mount(source, str(target), bool(point.get("readOnly", False))))
+    return mounts
+
+
 def parse_command(raw: Any, where: str) -> list[str]:
     if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
         raise ClientException(f'{where}.command must be a non-empty list of strings, e.g. ["echo", "hello"]')
@@ -274,6 +313,7 @@ class JobDefinition:
     image: str | None
     command: list[str]
     resources: Resources
+    mounts: list[Mount]
     environment: dict[str, str]
     parameters: dict[str, str]
     retry: RetryStrategy
@@ -304,6 +344,7 @@ class JobDefinition:
             image=props.get("image"),
             command=parse_command(props.get("command"), "containerProperties"),
             resources=parse_resources(props, None, "containerProperties"),
+            mounts=parse_mounts(props, "containerProperties"),
             environment=parse_environment(props.get("environment"), "containerProperties"),
             parameters={str(k): str(v) for k, v in params.items()},
             retry=RetryStrategy.parse(spec.get("retryStrategy")),

@@ -2,8 +2,8 @@
 
 Each attempt is the leader of its own session and process group, so terminate/timeout/OOM kill the whole
 tree. The engine waits on a pidfd and reaps with ``wait4`` to get exact CPU time and peak RSS from the kernel.
-A container runtime (the containers issue) implements the same ``Runtime`` protocol by launching
-``podman run`` as that process.
+``container.ContainerRuntime`` implements the same protocol by launching ``podman run`` (or ``docker run``)
+as that process.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from .model import Mount
 
 ATTEMPT_MARKER_ENV = "GENOBATCH_ATTEMPT"  # "<state dir>|<job id>|<attempt>": finds orphans after a crash
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -30,10 +32,12 @@ class LaunchSpec:
     job_id: str
     attempt: int
     command: list[str]
-    environment: dict[str, str]  # complete: the runtime adds nothing
+    environment: dict[str, str]  # the job's own variables (a host runtime adds the engine's environment)
     log_dir: Path
     vcpus: float
     memory_mib: int
+    image: str | None = None
+    mounts: tuple[Mount, ...] = ()
 
     @property
     def work_dir(self) -> Path:
@@ -44,8 +48,11 @@ class LaunchSpec:
 class ProcessExit:
     exit_code: int  # as a shell reports it: 128 + N when killed by signal N
     signal: int | None
-    cpu_seconds: float
-    max_rss_kib: int
+    cpu_seconds: float | None
+    max_rss_kib: int | None
+    oom_killed: bool = False  # the kernel killed it at its memory limit (containers)
+    cannot_start: str | None = None  # the runtime could not start it at all (e.g. an image that is missing)
+    usage_exact: bool = False  # cpu/rss measured inside the container (else: wait4 of a host process tree)
 
 
 @dataclass
@@ -55,6 +62,9 @@ class RunningProcess:
     pidfd: int
     proc_start: str | None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    runtime: str = "host"
+    image: str | None = None
+    container: str | None = None  # the container's name, if it runs in one
 
 
 class Runtime(Protocol):
@@ -67,6 +77,9 @@ class Runtime(Protocol):
     def signal(self, proc: RunningProcess, signum: int) -> None: ...
 
     def reap(self, proc: RunningProcess) -> ProcessExit | None: ...
+
+    def recover(self, state_dir: Path, recorded: list[tuple[int, str | None]]) -> None:
+        """Kill what a dead engine of ``state_dir`` left running (``recorded``: its attempts' pid, start)."""
 
 
 def process_start_time(pid: int) -> str | None:
@@ -88,6 +101,9 @@ class HostRuntime:
 
     name = "host"
 
+    def __init__(self) -> None:
+        self.base_environment = dict(os.environ)
+
     def launch(self, spec: LaunchSpec) -> RunningProcess:
         os.makedirs(spec.work_dir, exist_ok=True)
         with open(spec.log_dir / "stdout.log", "wb") as out, open(spec.log_dir / "stderr.log", "wb") as err:
@@ -95,7 +111,7 @@ class HostRuntime:
                 popen = subprocess.Popen(
                     spec.command,
                     cwd=spec.work_dir,
-                    env=spec.environment,
+                    env={**self.base_environment, **spec.environment},
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
@@ -119,6 +135,9 @@ class HostRuntime:
             proc.popen.returncode = code  # we reaped it; keep subprocess from trying again
         signum = -code if code < 0 else None
         return ProcessExit(128 + signum if signum else code, signum, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+
+    def recover(self, state_dir: Path, recorded: list[tuple[int, str | None]]) -> None:
+        kill_orphans(state_dir, recorded)
 
 
 def own_peak_rss_kib() -> int:

@@ -18,7 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# version -> statements that bring a database of that version to the next one
+MIGRATIONS = {
+    1: [
+        "ALTER TABLE jobs ADD COLUMN container TEXT",
+        "ALTER TABLE attempts ADD COLUMN runtime TEXT",
+        "ALTER TABLE attempts ADD COLUMN image TEXT",
+    ],
+}
 STATE_DIR_ENV = "GENOBATCH_STATE_DIR"
 
 SCHEMA = """
@@ -51,7 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     done_seq INTEGER,                       -- order in which jobs became terminal (engine's change cursor)
     runnable_at INTEGER,                    -- when it last became RUNNABLE (for starvation)
     stop_requested TEXT,                    -- terminate-job reason for a STARTING/RUNNING job
-    request TEXT NOT NULL                   -- the submit request, echoed by describe-jobs
+    request TEXT NOT NULL,                  -- the submit request, echoed by describe-jobs
+    container TEXT                          -- JSON {"image", "mounts"}: where a container runtime runs it
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, queue, seq);
 CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, status) WHERE parent_id IS NOT NULL;
@@ -69,6 +78,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     exit_code INTEGER, exit_reason TEXT, status_reason TEXT, container_reason TEXT,
     cpu_seconds REAL, max_rss_kib INTEGER,
     log_dir TEXT NOT NULL,
+    runtime TEXT, image TEXT,              -- what ran it: "host", or "podman"/"docker" and the image
     PRIMARY KEY (job_id, number)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT);
@@ -114,6 +124,11 @@ class Store:
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) < SCHEMA_VERSION and int(row[0]) in MIGRATIONS:  # an older state dir: upgrade it
+                for version in range(int(row[0]), SCHEMA_VERSION):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.db_path} has schema version {row[0]}, this genobatch expects {SCHEMA_VERSION}: "

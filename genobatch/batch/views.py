@@ -70,7 +70,12 @@ def _waiting_reason(conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bo
 
 def _attempt_json(row: sqlite3.Row, log_stream: str) -> dict[str, Any]:
     return {
-        "container": {"exitCode": row["exit_code"], "reason": row["container_reason"], "logStreamName": log_stream},
+        "container": {
+            "exitCode": row["exit_code"],
+            "reason": row["container_reason"],
+            "logStreamName": log_stream,
+            "image": row["image"],
+        },
         "startedAt": row["started_at"],
         "stoppedAt": row["stopped_at"],
         "statusReason": row["status_reason"],
@@ -78,6 +83,7 @@ def _attempt_json(row: sqlite3.Row, log_stream: str) -> dict[str, Any]:
             "attempt": row["number"],
             "exitReason": row["exit_reason"],
             "computeEnvironment": row["compute_environment"],
+            "runtime": row["runtime"],
             "cpuSeconds": row["cpu_seconds"],
             "maxRssKiB": row["max_rss_kib"],
             "pid": row["pid"],

@@ -10,7 +10,7 @@ from genobatch import __version__
 from genobatch.batch import BatchClient, ClientException
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
 
-from . import batch, engine, run
+from . import batch, engine, images, run
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
 
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(subparsers, common)
     engine.add_parser(subparsers, common)
     run.add_parser(subparsers, common)
+    images.add_parser(subparsers, common)
     return parser
 
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
             code = batch.run(args, lambda autostart: BatchClient(state_dir, autostart_engine=autostart))
         elif args.command == "run":
             code = run.run(args)
+        elif args.command == "images":
+            code = images.run(args)
         else:
             code = engine.run(args, state_dir)
     except UsageError as exc:

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from genobatch.batch import Engine, EngineLockedError, Settings
+from genobatch.batch.container import RUNTIMES, RuntimeUnavailable, make_runtime
 from genobatch.batch.daemon import DEFAULT_IDLE_EXIT_SECONDS, engine_pid, start_background_engine, stop_engine
 from genobatch.batch.store import Store
 from genobatch.batch.views import current_pools
@@ -39,6 +40,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet-if-running", action="store_true", help=argparse.SUPPRESS)
     start = verbs.add_parser("start", parents=[common], help="start a background engine unless one runs")
     start.add_argument("--idle-exit", type=float, default=DEFAULT_IDLE_EXIT_SECONDS, metavar="SECONDS")
+    for parser in (run, start):
+        parser.add_argument(
+            "--runtime",
+            choices=("host", *RUNTIMES),
+            default="host",
+            help="run jobs that have an image in it with podman/docker (default: every job on the host)",
+        )
     stop = verbs.add_parser("stop", parents=[common], help="stop the engine: running jobs finish first")
     stop.add_argument("--now", action="store_true", help="kill running jobs (recorded as host lost; retries apply)")
     verbs.add_parser("status", parents=[common], help="is an engine running, and what is it doing")
@@ -48,7 +56,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     if args.verb == "run":
         return _run_foreground(args, state_dir)
     if args.verb == "start":
-        pid = start_background_engine(state_dir, args.idle_exit)
+        pid = start_background_engine(state_dir, args.idle_exit, runtime=args.runtime)
         print(
             json.dumps(
                 {
@@ -99,7 +107,12 @@ def _run_foreground(args: argparse.Namespace, state_dir: Path) -> int:
     settings = Settings(
         poll_interval=args.poll_interval, idle_exit_seconds=args.idle_exit, kill_grace_seconds=args.kill_grace
     )
-    engine = Engine(state_dir, settings=settings)
+    try:
+        runtime = make_runtime(args.runtime)
+    except RuntimeUnavailable as exc:
+        print(f"genobatch: {exc}", file=sys.stderr)
+        return 1
+    engine = Engine(state_dir, runtime=runtime, settings=settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # SIGTERM drains (running attempts finish); SIGINT, or a second SIGTERM, kills them now.
@@ -110,7 +123,7 @@ def _run_foreground(args: argparse.Namespace, state_dir: Path) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        logging.info("engine started on %s", state_dir)
+        logging.info("engine started on %s (runtime: %s)", state_dir, runtime.name)
         engine.run()
     except EngineLockedError as exc:
         if args.quiet_if_running:

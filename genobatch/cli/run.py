@@ -13,6 +13,7 @@ from genobatch.batch import ClientException
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.germline import Params
 from genobatch.pipeline.inputs import InputError
+from genobatch.pipeline.runtimes import CHOICES
 
 EXIT_BAD_INPUT = 2
 
@@ -50,6 +51,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, resources, cache) and stop")
     run.add_argument("--explain", action="store_true", help="say why each task that will run is not cached")
     run.add_argument("--keep-intermediates", action="store_true", help="keep chunk BAMs and region VCFs")
+    run.add_argument(
+        "--runtime",
+        choices=CHOICES,
+        default="auto",
+        help="where jobs run: host tools, or the tool images with podman/docker (default auto: podman or docker "
+        "if it works and `genobatch images build` has built the images, else the host)",
+    )
     run.add_argument("-resume", "--resume", action="store_true", help="accepted for Nextflow users: always on")
 
 
@@ -78,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args.dry_run,
         args.explain,
         args.keep_intermediates,
+        runtime=args.runtime,
     )
     try:
         return Run(options).execute()

@@ -22,12 +22,11 @@ from typing import Any
 from genobatch.batch.backend import JobSpec, JobState, LocalBackend
 from genobatch.batch.daemon import engine_pid
 from genobatch.batch.jobs import abandon_open_jobs
-from genobatch.batch.runtime import kill_orphans
 from genobatch.batch.store import Store
 from genobatch.report.html import write_report
 from genobatch.report.trace import TraceRow, write_trace
 
-from . import germline
+from . import germline, runtimes
 from .germline import Params, Published
 from .inputs import (
     FastaFacts,
@@ -42,8 +41,8 @@ from .inputs import (
 )
 from .progress import Progress
 from .publish import publish
-from .tasks import Task, cache_path, runner_spec
-from .tools import tool_versions
+from .runtimes import RunRuntime
+from .tasks import Task, cache_path, runner_spec, task_dir
 
 SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
 STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "concat", "vcfstats", "multiqc", "joint"]
@@ -62,6 +61,7 @@ class Options:
     explain: bool = False
     keep_intermediates: bool = False
     live_progress: bool | None = None
+    runtime: str = "auto"  # see runtimes.CHOICES
 
 
 @dataclass
@@ -91,6 +91,7 @@ class Run:
         self.trace: list[TraceRow] = []
         self.errors: dict[str, str] = {}  # task name -> why it failed
         self.last_plan: Plan | None = None
+        self.runtime: RunRuntime | None = None
 
     # --- planning -----------------------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -112,7 +113,8 @@ class Run:
         fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(self.o.fasta)
         self.facts.put(self.o.fasta, "fasta", fasta.contigs)
         counts = check_inputs(self.o.input, samples, self.facts, problems)
-        versions = tool_versions()
+        self.runtime = runtimes.choose(self.o.runtime)
+        versions = self.runtime.versions
         chunks = {
             lane.fastq_1: self._chunks(lane.fastq_1, lane.fastq_2, counts[lane.fastq_1])
             for sample in samples
@@ -221,6 +223,8 @@ class Run:
         plan = self.plan()
         self.last_plan = plan
         preview = self._with_summary(plan, plan.tasks)  # with the report tasks, as if every sample succeeds
+        assert self.runtime is not None
+        print(f"Runtime: {self.runtime.describe()}")
         if self.o.explain:
             print("\n".join(self.explain(preview)) or "Nothing to run: every task is cached.")
         if self.o.dry_run:
@@ -243,7 +247,7 @@ class Run:
                 if by_name[up].intermediate:
                     remaining[key] -= 1
                     if remaining[key] == 0:
-                        shutil.rmtree(cache_path(self.cache, key), ignore_errors=True)
+                        shutil.rmtree(task_dir(self.cache, key), ignore_errors=True)
 
         backend = self._backend()
         try:
@@ -304,6 +308,7 @@ class Run:
             "work_dir": str(self.work),
             "max_cpus": self.o.max_cpus,
             "max_memory_mib": self.o.max_memory_mib,
+            "runtime": self.runtime.describe() if self.runtime else "",
             **self.o.params.__dict__,
         }
         (info / "params.json").write_text(json.dumps(params, indent=2) + "\n")
@@ -377,10 +382,12 @@ class Run:
                     )
                 ]
             )
+        assert self.runtime is not None
         store = Store(state)  # the previous run is gone: its unfinished jobs must not run now
-        kill_orphans(state.resolve(), abandon_open_jobs(store, "abandoned: the run that submitted it ended"))
+        abandoned = abandon_open_jobs(store, "abandoned: the run that submitted it ended")
+        self.runtime.runtime.recover(state.resolve(), abandoned)
         store.close()
-        backend = LocalBackend(state, engine="thread")
+        backend = LocalBackend(state, engine="thread", runtime=self.runtime.runtime)
         cpus = self.o.max_cpus
         memory = self.o.max_memory_mib
         name = f"run-{cpus or 'all'}-{memory or 'all'}"
@@ -407,6 +414,7 @@ class Run:
         self, backend: LocalBackend, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]
     ) -> None:
         keys = {t.name: t.key for t in by_name.values()}
+        assert self.runtime is not None
         tasks_dir = self.work / "tasks"
         tasks_dir.mkdir(parents=True, exist_ok=True)
         for job in jobs:
@@ -423,9 +431,11 @@ class Run:
             vcpus, memory = self._fit(job.tasks[0])
             spec = JobSpec(
                 job.name,
-                [sys.executable, "-m", "genobatch.pipeline.runner", str(task_file)],
+                self.runtime.command(job.tasks[0], task_file),
                 vcpus=vcpus,
                 memory_mib=memory,
+                image=self.runtime.image(job.tasks[0]),
+                mounts=self.runtime.mounts(job.tasks, self.cache, keys, task_file),
                 depends_on=sorted(depends),
                 array_size=len(job.tasks) if len(job.tasks) > 1 else None,
                 tags={"step": job.tasks[0].step, "sample": job.tasks[0].sample or ""},

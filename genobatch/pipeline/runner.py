@@ -7,7 +7,10 @@ TASKS.json holds a list of task specs; an array job's child runs the one at ``AW
 2. runs each pipe with no shell; a pipe fails if any of its processes fails (like ``set -o pipefail``),
 3. checks the declared outputs exist, then renames the directory to ``<target>``: a task's outputs appear
    whole, at once, or not at all,
-4. on failure, exits non-zero with the failing command and the tail of its stderr on stderr.
+4. on failure, exits non-zero with the failing command and the tail of its stderr on stderr,
+5. writes its CPU time and peak memory to ``$GENOBATCH_USAGE_FILE`` if set (a container runtime reads it).
+
+It uses only the standard library: the tool images carry it as ``genobatch-runner``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -144,7 +148,18 @@ def run_task(spec: dict[str, Any]) -> None:
         raise
 
 
+def write_usage(path: str) -> None:
+    """CPU seconds of this process and every tool it ran, and the largest peak RSS among them (KiB)."""
+    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
+    usage = {"cpu_seconds": round(cpu, 3), "max_rss_kib": max(own.ru_maxrss, tools.ru_maxrss)}
+    Path(path).write_text(json.dumps(usage))
+
+
 def main() -> int:
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        print("usage: genobatch-runner TASKS.json  (runs the task at $AWS_BATCH_JOB_ARRAY_INDEX, default 0)")
+        return 0 if sys.argv[1:] in (["--help"], ["-h"]) else 2
     specs = json.loads(Path(sys.argv[1]).read_text())
     index = int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
     spec = specs[index]
@@ -153,6 +168,9 @@ def main() -> int:
     except TaskFailed as exc:
         print(f"genobatch: task {spec['name']} failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if os.environ.get("GENOBATCH_USAGE_FILE"):
+            write_usage(os.environ["GENOBATCH_USAGE_FILE"])
     return 0
 
 

@@ -73,8 +73,15 @@ class Task:
         }
 
 
-def cache_path(cache: Path, key: str) -> Path:
+def task_dir(cache: Path, key: str) -> Path:
+    """A task's own directory: its output and the partial output of attempts (a container's only writable
+    mount, so that the output can be renamed into place inside the container)."""
     return cache / key[:2] / key
+
+
+def cache_path(cache: Path, key: str) -> Path:
+    """A task's finished output directory; it exists only once the task has succeeded."""
+    return task_dir(cache, key) / "out"
 
 
 def runner_spec(task: Task, cache: Path, keys: dict[str, str]) -> dict[str, Any]:

@@ -35,7 +35,8 @@ class TraceRow:
     peak_rss_mib: float | None = None
     vcpus: float
     memory_mib: int
-    runtime: str = "host"
+    runtime: str = ""  # host, podman, docker...
+    image: str = ""
 
     @staticmethod
     def _task(task: Task, vcpus: float, memory: int) -> dict[str, Any]:
@@ -71,6 +72,8 @@ class TraceRow:
             if attempt.cpu_seconds is not None and realtime
             else None,
             peak_rss_mib=round(attempt.max_rss_kib / 1024, 1) if attempt.max_rss_kib else None,
+            runtime=attempt.runtime or "",
+            image=attempt.image or "",
         )
 
     @classmethod
