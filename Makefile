@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo batch-demo test lint typecheck unit bench setup clean
+.PHONY: demo batch-demo test lint typecheck images unit bench setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main job: the germline pipeline on the bundled demo data (two viruses, so two references: two runs).
-demo: $(STAMP)
+demo: $(STAMP) images
 	$(BIN)/genobatch run --input data/measles/samples.csv --fasta data/measles/MH356245.1.reference.fasta \
 	    --outdir results/measles --work-dir work --ploidy 1
 	$(BIN)/genobatch run --input data/sarscov2/samples.csv --fasta data/sarscov2/MN908947.3.fa \
 	    --outdir results/sarscov2 --work-dir work --ploidy 1
 
-batch-demo: $(STAMP)
+batch-demo: $(STAMP) images
 	$(BIN)/python examples/batch_demo.py
 
 lint: $(STAMP)
@@ -34,7 +34,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test: lint typecheck unit
+# The tool images (podman): built once, rebuilt by `genobatch images build` when their Containerfiles change.
+images: $(STAMP)
+	@if command -v podman >/dev/null; then \
+	    $(BIN)/genobatch images list >/dev/null 2>&1 || $(BIN)/genobatch images build; \
+	else echo "images: podman is not installed (scripts/setup-podman.sh); jobs will run the host's tools"; fi
+
+test: lint typecheck images unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine_overhead

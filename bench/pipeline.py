@@ -167,6 +167,7 @@ def genobatch_case(sheet: Path, ref: Path, folder: Path, cores: int, ploidy: int
             Params(ploidy=ploidy, vcpus=cores),
             max_cpus=cores,
             live_progress=False,
+            runtime="host",  # the peers run the host's tools too
         )
     )
     start = time.perf_counter()

@@ -39,6 +39,7 @@ def run_pipeline(
             str(outdir),
             "--work-dir",
             str(work),
+            *(() if "--runtime" in extra else ("--runtime", "host")),  # host tools unless a test asks otherwise
             *extra,
         ],
         capture_output=True,

@@ -9,17 +9,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from genobatch.batch import ClientException, ExitReason, JobStatus
 from genobatch.batch.backend import Backend, JobSpec, JobState, LocalBackend
+from genobatch.batch.container import ContainerRuntime
 
 from .conftest import FAST
+from .container_helpers import RUNNER, require_podman
+
+
+class PodmanBackend(LocalBackend):
+    """The local engine running every job in a container (the runner image has sh, sleep, true, false)."""
+
+    def submit(self, spec: JobSpec) -> str:
+        return super().submit(replace(spec, image=spec.image or RUNNER))
+
+
+def podman_backend(tmp: Path) -> Backend:
+    require_podman()
+    return PodmanBackend(tmp / "state", engine="thread", settings=FAST, runtime=ContainerRuntime("podman"))
+
 
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "local": lambda tmp: LocalBackend(tmp / "state", engine="thread", settings=FAST),
+    "local-podman": podman_backend,
 }
 
 

@@ -70,6 +70,7 @@ class AttemptState:
     cpu_seconds: float | None = None
     max_rss_kib: int | None = None
     log: str | None = None  # where the attempt's stderr is, if the backend keeps it locally
+    container_reason: str | None = None  # the detail, e.g. "OutOfMemoryError: ..." or why it could not start
     runtime: str | None = None  # what ran it: "host", "podman", "docker", "awsbatch"
     image: str | None = None
 
@@ -123,6 +124,7 @@ def state_from_detail(detail: dict[str, Any]) -> JobState:
                 cpu_seconds=extra.get("cpuSeconds"),
                 max_rss_kib=extra.get("maxRssKiB"),
                 log=extra.get("stderr"),
+                container_reason=(attempt.get("container") or {}).get("reason"),
                 runtime=extra.get("runtime"),
                 image=(attempt.get("container") or {}).get("image"),
             )

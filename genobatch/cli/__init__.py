@@ -10,7 +10,7 @@ from genobatch import __version__
 from genobatch.batch import BatchClient, ClientException
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
 
-from . import batch, engine, images, run
+from . import aws, batch, engine, images, run
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_parser(subparsers, common)
     run.add_parser(subparsers, common)
     images.add_parser(subparsers, common)
+    aws.add_parser(subparsers, common)
     return parser
 
 
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
             code = run.run(args)
         elif args.command == "images":
             code = images.run(args)
+        elif args.command == "aws":
+            code = aws.run(args)
         else:
             code = engine.run(args, state_dir)
     except UsageError as exc:

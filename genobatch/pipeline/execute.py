@@ -478,7 +478,8 @@ class Run:
             last = state.attempts[-1] if state.attempts else None
             if last is not None and last.log and Path(last.log).is_file():
                 tail = "\n".join(Path(last.log).read_text(errors="replace").strip().splitlines()[-8:])
-            self.errors[task.name] = (state.status_reason or "failed") + (f"\n{tail}" if tail else "")
+            why = (last.container_reason if last else None) or state.status_reason or "failed"
+            self.errors[task.name] = why + (f"\n{tail}" if tail else "")
 
     def _counts(
         self,

@@ -45,9 +45,9 @@ CPU time {{ "%.1f"|format(cpu) }} s; utilisation {{ "%.0f"|format(utilisation) }
 <title>{{ b.label }}: {{ "%.2f"|format(b.seconds) }} s</title></rect>
 {% endfor %}</svg>
 <h2>Requested versus used, per step</h2>
-<table><tr><th>step</th><th>attempts</th><th>vCPU requested</th><th>mean CPU used (vCPU)</th>
+<table><tr><th>step</th><th>ran in</th><th>attempts</th><th>vCPU requested</th><th>mean CPU used (vCPU)</th>
 <th>memory requested (MiB)</th><th>max peak RSS (MiB)</th><th>total realtime (s)</th></tr>
-{% for s in steps %}<tr><td>{{ s.step }}</td><td>{{ s.attempts }}</td><td>{{ s.vcpus }}</td>
+{% for s in steps %}<tr><td>{{ s.step }}</td><td>{{ s.ran_in }}</td><td>{{ s.attempts }}</td><td>{{ s.vcpus }}</td>
 <td>{{ "%.2f"|format(s.cpu_used) }}</td><td>{{ s.memory }}</td><td>{{ s.rss }}</td>
 <td>{{ "%.1f"|format(s.realtime) }}</td></tr>
 {% endfor %}</table>
@@ -96,6 +96,7 @@ def write_report(
         steps.append(
             {
                 "step": step,
+                "ran_in": ", ".join(sorted({f"{r.runtime} {r.image}".strip() for r in items})),
                 "attempts": len(items),
                 "vcpus": max(r.vcpus for r in items),
                 "cpu_used": sum(r.cpu_s or 0 for r in items) / realtime if realtime else 0,

@@ -1,0 +1,71 @@
+"""``genobatch aws up|status|down``: the AWS infrastructure of a stack (see ``genobatch.aws.infra``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from genobatch.aws.clients import Aws
+from genobatch.aws.infra import Change, Stack, StackOptions
+
+
+def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    aws = subparsers.add_parser("aws", help="create, check and remove the AWS infrastructure", parents=[common])
+    verbs = aws.add_subparsers(dest="verb", required=True, metavar="VERB")
+    helps = {
+        "up": "create what is missing (idempotent: a second run changes nothing)",
+        "status": "what exists, what is missing or broken",
+        "down": "delete everything `up` created, and check that nothing is left",
+    }
+    for verb, text in helps.items():
+        parser = verbs.add_parser(verb, help=text)
+        parser.add_argument("--name", required=True, help="the stack's name (part of every resource name)")
+        parser.add_argument("--region", help="AWS region (default: $AWS_REGION, else us-east-1)")
+        parser.add_argument("--endpoint-url", help="another AWS endpoint (default: $AWS_ENDPOINT_URL)")
+        if verb == "up":
+            parser.add_argument("--max-vcpus", type=int, default=StackOptions.max_vcpus)
+            spot = parser.add_mutually_exclusive_group()
+            spot.add_argument("--spot", dest="spot", action="store_true", default=True, help="spot first (default)")
+            spot.add_argument("--on-demand", dest="spot", action="store_false", help="on-demand capacity only")
+            parser.add_argument(
+                "--no-nat",
+                dest="nat",
+                action="store_false",
+                help="VPC endpoints (S3 gateway, ECR, CloudWatch Logs) instead of a NAT gateway: no NAT charges",
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        stack = Stack(Aws(args.region or "", args.endpoint_url), args.name)
+        if args.verb == "up":
+            changes = stack.up(StackOptions(args.name, args.max_vcpus, args.spot, args.nat))
+            show(changes)
+            created = [c for c in changes if c.action == "created"]
+            print(f"{len(created)} resource(s) created" if created else "Nothing to change: everything exists.")
+            return 0
+        if args.verb == "status":
+            changes = stack.status()
+            show(changes)
+            bad = [c for c in changes if c.action != "ok" and not c.action.startswith("ok ")]
+            print(f"{len(bad)} missing or broken" if bad else "Everything is in place.")
+            return 1 if bad else 0
+        show(stack.down())
+        left = stack.leftovers()
+        if left:
+            print("Still there: " + ", ".join(left), file=sys.stderr)
+            return 1
+        print(f"Nothing of stack {args.name} is left.")
+        return 0
+    except (BotoCoreError, ClientError) as exc:
+        print(f"genobatch: {exc}", file=sys.stderr)
+        return 1
+
+
+def show(changes: list[Change]) -> None:
+    width = max((len(c.kind) for c in changes), default=0)
+    for change in changes:
+        print(f"{change.kind:<{width}}  {change.action:<10}  {change.name}")
