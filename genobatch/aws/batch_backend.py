@@ -78,6 +78,7 @@ class AwsBatchSettings:
     memory_cap_mib: int = 256 * 1024
     retry_failures: int = 0  # extra attempts for application errors (exit code != 0)
     job_role_arn: str | None = None
+    bucket: str | None = None  # the stack's bucket: task files and staged data live there
     definition_prefix: str = "genobatch"
     default_image: str = "public.ecr.aws/docker/library/debian:bookworm-slim"
     poll_min_seconds: float = 1.0

@@ -18,8 +18,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from genobatch import __version__
 from genobatch.images import IMAGES
 
+from .batch_backend import AwsBatchSettings
 from .clients import Aws
 from .network import STACK_TAG, Network
 from .policies import BATCH_SERVICE_POLICY, ECS_INSTANCE_POLICY, job_bucket_policy, trust_policy
@@ -347,6 +349,26 @@ class Stack:
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed})
         s3.delete_bucket(Bucket=bucket)
         self._report("s3-bucket", bucket, "deleted")
+
+    # --- what runs need from the stack -----------------------------------------------------------------------
+    def ecr_ref(self, image: str, tag: str = __version__) -> str:
+        registry = f"{self.names.account}.dkr.ecr.{self.names.region}.amazonaws.com"
+        return f"{registry}/{self.names.repository(image)}:{tag}"
+
+    def batch_settings(self, **overrides: Any) -> AwsBatchSettings:
+        """Settings for ``AwsBatchBackend`` on this stack: spot queue first (if made), on-demand fallback."""
+        batch = self.aws.client("batch")
+        spot = _describe_queue(batch, self.names.queue("spot")) is not None
+        role = self.aws.client("iam").get_role(RoleName=self.names.role("job"))["Role"]["Arn"]
+        values: dict[str, Any] = {
+            "queue": self.names.queue("spot" if spot else "ondemand"),
+            "on_demand_queue": self.names.queue("ondemand"),
+            "job_role_arn": role,
+            "definition_prefix": f"genobatch-{self.names.stack}",
+            "bucket": self.names.bucket,
+            **overrides,
+        }
+        return AwsBatchSettings(**values)
 
     def leftovers(self) -> list[str]:
         """What still exists under this stack's names and tags (after ``down``: must be empty)."""

@@ -1,0 +1,176 @@
+"""A real AWS API server on loopback for the AWS tests: moto, started in this process on 127.0.0.1.
+
+moto's Batch runs each job in a real container through a Docker API: the fixture starts podman's
+(``podman system service``) on a private socket and stops it afterwards. Job containers use the host's
+network, so they reach the moto server on 127.0.0.1 like any other client.
+
+moto differs from AWS Batch in ways the product must not bend to, so they are patched here, in the test
+setup only (each patch names the AWS behaviour it restores):
+- ``describe_jobs`` leaves out the exit code (AWS reports it per job and per attempt);
+- array children get no ``AWS_BATCH_JOB_ARRAY_INDEX`` and no job gets ``AWS_BATCH_JOB_ATTEMPT``;
+- an array parent whose children failed never leaves PENDING, and its status moves only when someone
+  describes it, so jobs that depend on an array wait forever;
+- a timed-out attempt has no status reason (AWS: "Job attempt duration exceeded timeout").
+Not patched (the tests that need them are marked): retry strategies and SEQUENTIAL array dependencies.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MOTO_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",  # so that AWS-managed policies can be attached
+    "MOTO_DOCKER_NETWORK_MODE": "host",  # job containers reach the server on 127.0.0.1
+}
+TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def patch_moto_batch() -> None:
+    from moto.batch import models
+
+    job_class: Any = models.Job
+    if getattr(job_class, "_genobatch_patched", False):
+        return
+    describe, container_property, mark_stopped = (
+        job_class.describe,
+        job_class._get_container_property,
+        job_class._mark_stopped,
+    )
+
+    def patched_describe(self: Any) -> dict[str, Any]:
+        children = self._child_jobs or []
+        if children and all(c.status in ("SUCCEEDED", "FAILED") for c in children):
+            if any(c.status == "FAILED" for c in children):
+                self.status = "FAILED"
+        result: dict[str, Any] = describe(self)
+        if self.exit_code is not None:
+            result.setdefault("container", {})["exitCode"] = self.exit_code
+            if result.get("attempts"):
+                result["attempts"][-1]["container"]["exitCode"] = self.exit_code
+        if self.job_stopped_reason and result.get("attempts"):
+            result["attempts"][-1]["statusReason"] = self.job_stopped_reason
+        return result
+
+    def patched_property(self: Any, name: str, default: Any) -> Any:
+        value = container_property(self, name, default)
+        if name == "environment":
+            value = [*value, {"name": "AWS_BATCH_JOB_ATTEMPT", "value": "1"}]
+            index = (self.array_properties or {}).get("index")
+            if index is not None:
+                value.append({"name": "AWS_BATCH_JOB_ARRAY_INDEX", "value": str(index)})
+        return value
+
+    def patched_wait(self: Any) -> bool:
+        wanted = [d["jobId"] for d in self.depends_on if "jobId" in d]
+        while True:
+            jobs = [self.all_jobs[w] for w in wanted if w in self.all_jobs]
+            for job in jobs:
+                if job._child_jobs:
+                    job.describe()  # moves an array parent's status, as AWS does on its own
+            if any(job.status == "FAILED" for job in jobs):
+                self.job_stopped_reason = "Dependent job failed"
+                self._mark_stopped(success=False)
+                return False
+            if all(job.status == "SUCCEEDED" for job in jobs):
+                return True
+            if self.stop:
+                self._mark_stopped(success=False)
+                return False
+            time.sleep(0.5)
+
+    def patched_mark_stopped(self: Any, success: bool = True) -> None:
+        duration = self._get_attempt_duration()
+        if not success and duration and self.job_started_at and not self.job_stopped_reason:
+            if (datetime.now() - self.job_started_at).total_seconds() >= duration:
+                self.job_stopped_reason = TIMEOUT_REASON
+        mark_stopped(self, success)
+
+    job_class.describe = patched_describe
+    job_class._get_container_property = patched_property
+    job_class._wait_for_dependencies = patched_wait
+    job_class._mark_stopped = patched_mark_stopped
+    job_class._genobatch_patched = True
+
+
+class MotoServer:
+    def __init__(self, tmp: Path) -> None:
+        self.socket = tmp / "podman.sock"
+        self.podman = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            assert time.monotonic() < deadline, "podman's API socket did not appear"
+            time.sleep(0.1)
+        self.saved = {k: os.environ.get(k) for k in [*MOTO_ENV, "DOCKER_HOST", "AWS_ENDPOINT_URL"]}
+        os.environ.update(MOTO_ENV)
+        os.environ["DOCKER_HOST"] = f"unix://{self.socket}"
+        from moto.server import ThreadedMotoServer
+
+        patch_moto_batch()
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.podman.terminate()
+        self.podman.wait(timeout=30)
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    from .container_helpers import require_podman
+
+    require_podman()
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+_STACKS: set[str] = set()
+
+
+def batch_on_moto(server: MotoServer, stack: str) -> Any:
+    """An AWS Batch backend on a stack made by ``genobatch aws up`` in moto, with the tool images tagged
+    under their ECR names (moto's ECR keeps no image data, so the images are not pushed)."""
+    from genobatch.aws.batch_backend import AwsBatchBackend, AwsBatchSettings
+    from genobatch.aws.clients import Aws
+    from genobatch.aws.infra import Stack, StackOptions
+    from genobatch.images import IMAGES, image_ref
+
+    aws = Aws(endpoint_url=server.endpoint)
+    infra = Stack(aws, stack)
+    if stack not in _STACKS:
+        infra.up(StackOptions(stack))
+        for spec in IMAGES:
+            subprocess.run(["podman", "tag", image_ref(spec.name), infra.ecr_ref(spec.name)], check=True)
+        _STACKS.add(stack)
+    return AwsBatchBackend(aws, infra.batch_settings(default_image=infra.ecr_ref("runner")))
