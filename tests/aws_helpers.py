@@ -57,9 +57,9 @@ def patch_moto_batch() -> None:
 
     def patched_describe(self: Any) -> dict[str, Any]:
         children = self._child_jobs or []
-        if children and all(c.status in ("SUCCEEDED", "FAILED") for c in children):
-            if any(c.status == "FAILED" for c in children):
-                self.status = "FAILED"
+        ended = children and all(c.status in ("SUCCEEDED", "FAILED") for c in children)
+        if ended and any(c.status == "FAILED" for c in children):
+            self.status = "FAILED"
         result: dict[str, Any] = describe(self)
         if self.exit_code is not None:
             result.setdefault("container", {})["exitCode"] = self.exit_code
@@ -98,9 +98,9 @@ def patch_moto_batch() -> None:
 
     def patched_mark_stopped(self: Any, success: bool = True) -> None:
         duration = self._get_attempt_duration()
-        if not success and duration and self.job_started_at and not self.job_stopped_reason:
-            if (datetime.now() - self.job_started_at).total_seconds() >= duration:
-                self.job_stopped_reason = TIMEOUT_REASON
+        ran = (datetime.now() - self.job_started_at).total_seconds() if self.job_started_at else 0
+        if not success and duration and ran >= duration and not self.job_stopped_reason:
+            self.job_stopped_reason = TIMEOUT_REASON
         mark_stopped(self, success)
 
     job_class.describe = patched_describe
@@ -161,7 +161,7 @@ _STACKS: set[str] = set()
 def batch_on_moto(server: MotoServer, stack: str) -> Any:
     """An AWS Batch backend on a stack made by ``genobatch aws up`` in moto, with the tool images tagged
     under their ECR names (moto's ECR keeps no image data, so the images are not pushed)."""
-    from genobatch.aws.batch_backend import AwsBatchBackend, AwsBatchSettings
+    from genobatch.aws.batch_backend import AwsBatchBackend
     from genobatch.aws.clients import Aws
     from genobatch.aws.infra import Stack, StackOptions
     from genobatch.images import IMAGES, image_ref

@@ -18,8 +18,8 @@ from genobatch.batch import ClientException, ExitReason, JobStatus
 from genobatch.batch.backend import Backend, JobSpec, JobState, LocalBackend
 from genobatch.batch.container import ContainerRuntime
 
-from .conftest import FAST
 from .aws_helpers import batch_on_moto, moto_server  # noqa: F401 - the fixture
+from .conftest import FAST
 from .container_helpers import RUNNER, require_podman
 
 
