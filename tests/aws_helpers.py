@@ -6,8 +6,9 @@ network, so they reach the moto server on 127.0.0.1 like any other client.
 
 moto differs from AWS Batch in ways the product must not bend to, so they are patched here, in the test
 setup only (each patch names the AWS behaviour it restores):
-- ``describe_jobs`` leaves out the exit code (AWS reports it per job and per attempt);
-- array children get no ``AWS_BATCH_JOB_ARRAY_INDEX`` and no job gets ``AWS_BATCH_JOB_ATTEMPT``;
+- ``describe_jobs`` leaves out the exit code (AWS reports it per job and per attempt) and the image;
+- array children get no ``AWS_BATCH_JOB_ARRAY_INDEX`` and no job gets ``AWS_BATCH_JOB_ATTEMPT``, nor the
+  credentials that ECS gives a job from its job role;
 - an array parent whose children failed never leaves PENDING, and its status moves only when someone
   describes it, so jobs that depend on an array wait forever;
 - a timed-out attempt has no status reason (AWS: "Job attempt duration exceeded timeout").
@@ -61,6 +62,8 @@ def patch_moto_batch() -> None:
         if ended and any(c.status == "FAILED" for c in children):
             self.status = "FAILED"
         result: dict[str, Any] = describe(self)
+        if "container" in result:  # AWS names the image a job ran in
+            result["container"].setdefault("image", self.job_definition.container_properties.get("image"))
         if self.exit_code is not None:
             result.setdefault("container", {})["exitCode"] = self.exit_code
             if result.get("attempts"):
@@ -73,6 +76,9 @@ def patch_moto_batch() -> None:
         value = container_property(self, name, default)
         if name == "environment":
             value = [*value, {"name": "AWS_BATCH_JOB_ATTEMPT", "value": "1"}]
+            # On AWS the job role's credentials reach the container through ECS; moto provides none.
+            value += [{"name": k, "value": MOTO_ENV[k]} for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+            value.append({"name": "AWS_DEFAULT_REGION", "value": MOTO_ENV["AWS_DEFAULT_REGION"]})
             index = (self.array_properties or {}).get("index")
             if index is not None:
                 value.append({"name": "AWS_BATCH_JOB_ARRAY_INDEX", "value": str(index)})
@@ -166,11 +172,20 @@ def batch_on_moto(server: MotoServer, stack: str) -> Any:
     from genobatch.aws.infra import Stack, StackOptions
     from genobatch.images import IMAGES, image_ref
 
-    aws = Aws(endpoint_url=server.endpoint)
-    infra = Stack(aws, stack)
+    infra = prepare_stack(server, stack)
+    return AwsBatchBackend(infra.aws, infra.batch_settings(default_image=infra.ecr_ref("runner")))
+
+
+def prepare_stack(server: MotoServer, stack: str) -> Any:
+    """``aws up`` once per session, and the tool images tagged with their ECR names."""
+    from genobatch.aws.clients import Aws
+    from genobatch.aws.infra import Stack, StackOptions
+    from genobatch.images import IMAGES, image_ref
+
+    infra = Stack(Aws(endpoint_url=server.endpoint), stack)
     if stack not in _STACKS:
         infra.up(StackOptions(stack))
         for spec in IMAGES:
             subprocess.run(["podman", "tag", image_ref(spec.name), infra.ecr_ref(spec.name)], check=True)
         _STACKS.add(stack)
-    return AwsBatchBackend(aws, infra.batch_settings(default_image=infra.ecr_ref("runner")))
+    return infra

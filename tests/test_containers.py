@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from genobatch import images
 from genobatch.batch.backend import JobSpec, JobState, LocalBackend
 from genobatch.batch.container import STATE_LABEL, ContainerRuntime, RuntimeUnavailable, check_runtime
 from genobatch.batch.model import ExitReason, JobStatus, Mount
@@ -162,12 +163,18 @@ def test_runtime_not_installed_or_not_working_says_what_to_run(tmp_path: Path, m
     assert not (tmp_path / "work" / "cache").exists() and not (tmp_path / "out").exists()
 
 
-def test_pipeline_refuses_missing_images(podman: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtimes, "image_ref", lambda name: f"localhost/genobatch/{name}:not-built")
+def test_pipeline_refuses_missing_or_stale_images(podman: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(images, "image_ref", lambda name: f"localhost/genobatch/{name}:not-built")
+        with pytest.raises(InputError) as caught:
+            runtimes.choose("podman")
+    [problem] = caught.value.problems
+    assert "5 tool image(s) not usable" in problem.message and "not-built (missing)" in problem.message
+    assert problem.fix == "genobatch images build --runtime podman"
+    monkeypatch.setattr(images, "runner_digest", lambda: "other-runner-code")
     with pytest.raises(InputError) as caught:
         runtimes.choose("podman")
-    [problem] = caught.value.problems
-    assert "5 tool image(s) missing" in problem.message and problem.fix == "genobatch images build --runtime podman"
+    assert "stale: other job-runner code" in caught.value.problems[0].message
 
 
 def test_a_restarted_engine_removes_the_containers_a_killed_engine_left(podman: None, tmp_path: Path) -> None:

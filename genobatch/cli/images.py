@@ -39,9 +39,13 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(row.ref) for row in rows)
     for row in rows:
         tools = ", ".join(f"{tool} {version}" for tool, version in row.tools.items()) or "job runner only"
-        print(f"{row.ref:<{width}}  {tools if row.present else 'MISSING'}")
-    missing = [row for row in rows if not row.present]
-    if missing:
-        print(f"{len(missing)} image(s) missing: genobatch images build --runtime {args.runtime}", file=sys.stderr)
+        state = "MISSING" if not row.present else f"STALE (other job-runner code): {tools}" if row.stale else tools
+        print(f"{row.ref:<{width}}  {state}")
+    unusable = [row for row in rows if row.stale or not row.present]
+    if unusable:
+        print(
+            f"{len(unusable)} image(s) missing or stale: genobatch images build --runtime {args.runtime}",
+            file=sys.stderr,
+        )
         return 1
     return 0

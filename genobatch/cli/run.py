@@ -38,7 +38,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--input", required=True, type=Path, help="nf-core sample sheet: sample,fastq_1,fastq_2")
     run.add_argument("--fasta", required=True, type=Path, help="reference FASTA (plain or gzip)")
-    run.add_argument("--outdir", required=True, type=Path)
+    run.add_argument("--outdir", required=True, help="results directory, or an s3:// URI")
     run.add_argument("--work-dir", type=Path, default=Path("work"), help="cache, engine state, logs (default ./work)")
     run.add_argument("--ploidy", type=int, default=2, help="1 (haploid) or 2 (diploid, default)")
     run.add_argument("--max-cpus", type=int, help="vCPUs the run may use (default: all)")
@@ -58,6 +58,14 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="where jobs run: host tools, or the tool images with podman/docker (default auto: podman or docker "
         "if it works and `genobatch images build` has built the images, else the host)",
     )
+    run.add_argument(
+        "--backend",
+        choices=("local", "awsbatch"),
+        default="local",
+        help="local: this machine's engine (default); awsbatch: AWS Batch on a stack made by `genobatch aws up`",
+    )
+    run.add_argument("--aws-stack", metavar="NAME", help="the stack for --backend awsbatch (genobatch aws up --name)")
+    run.add_argument("--endpoint-url", help="another AWS endpoint for S3 and Batch (default: $AWS_ENDPOINT_URL)")
     run.add_argument("-resume", "--resume", action="store_true", help="accepted for Nextflow users: always on")
 
 
@@ -87,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         args.explain,
         args.keep_intermediates,
         runtime=args.runtime,
+        backend=args.backend,
+        aws_stack=args.aws_stack,
+        endpoint_url=args.endpoint_url,
     )
     try:
         return Run(options).execute()

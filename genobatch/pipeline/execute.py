@@ -8,10 +8,8 @@ The work directory (``--work-dir``, default ``./work``) holds everything that is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
 import sys
 import time
 from collections import Counter, defaultdict
@@ -19,12 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genobatch.batch.backend import JobSpec, JobState, LocalBackend
-from genobatch.batch.daemon import engine_pid
-from genobatch.batch.jobs import abandon_open_jobs
-from genobatch.batch.store import Store
+from genobatch.batch.backend import Backend, JobState
 from genobatch.report.html import write_report
 from genobatch.report.trace import TraceRow, write_trace
+from genobatch.storage import s3 as storage
 
 from . import germline, runtimes
 from .germline import Params, Published
@@ -40,9 +36,9 @@ from .inputs import (
     parse_sample_sheet,
 )
 from .progress import Progress
-from .publish import publish
 from .runtimes import RunRuntime
-from .tasks import Task, cache_path, runner_spec, task_dir
+from .sites import LocalSite, Site
+from .tasks import Task
 
 SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
 STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "concat", "vcfstats", "multiqc", "joint"]
@@ -52,7 +48,7 @@ STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "
 class Options:
     input: Path
     fasta: Path
-    outdir: Path
+    outdir: Path | str  # a directory, or an s3:// URI
     work_dir: Path = Path("work")
     params: Params = field(default_factory=Params)
     max_cpus: int | None = None
@@ -62,6 +58,9 @@ class Options:
     keep_intermediates: bool = False
     live_progress: bool | None = None
     runtime: str = "auto"  # see runtimes.CHOICES
+    backend: str = "local"  # or "awsbatch" (needs aws_stack)
+    aws_stack: str | None = None
+    endpoint_url: str | None = None
 
 
 @dataclass
@@ -92,6 +91,9 @@ class Run:
         self.errors: dict[str, str] = {}  # task name -> why it failed
         self.last_plan: Plan | None = None
         self.runtime: RunRuntime | None = None
+        self._site: Site | None = None
+        outdir = str(options.outdir)
+        self.outdir = outdir if storage.is_s3(outdir) else str(Path(outdir).resolve())
 
     # --- planning -----------------------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -114,6 +116,7 @@ class Run:
         self.facts.put(self.o.fasta, "fasta", fasta.contigs)
         counts = check_inputs(self.o.input, samples, self.facts, problems)
         self.runtime = runtimes.choose(self.o.runtime)
+        self._site = self._make_site(self.runtime)
         versions = self.runtime.versions
         chunks = {
             lane.fastq_1: self._chunks(lane.fastq_1, lane.fastq_2, counts[lane.fastq_1])
@@ -159,7 +162,7 @@ class Run:
         for task in tasks:
             for up in task.upstream:
                 dependents[up].append(task.name)
-        cached = {t.name for t in tasks if cache_path(self.cache, t.key).is_dir()}
+        cached = {t.name for t in tasks if self.site.is_cached(t.key)}
         wanted = {p.task for p in published}
         needed: set[str] = set()
         for task in reversed(tasks):
@@ -247,9 +250,9 @@ class Run:
                 if by_name[up].intermediate:
                     remaining[key] -= 1
                     if remaining[key] == 0:
-                        shutil.rmtree(task_dir(self.cache, key), ignore_errors=True)
+                        self.site.remove(key)
 
-        backend = self._backend()
+        backend = self.site.backend()
         try:
             with Progress(STEPS, live=self.o.live_progress) as progress:
                 if plan.needed:
@@ -270,7 +273,7 @@ class Run:
         """The plan plus the report tasks (MultiQC, joint VCF) over ``sample_tasks``' samples."""
         summary, published = germline.build_summary(sample_tasks, self.o.params)
         material = {**plan.material, **self._keys(summary, plan.versions, {t.name: t.key for t in plan.tasks})}
-        todo = [t for t in summary if not cache_path(self.cache, t.key).is_dir()]
+        todo = [t for t in summary if not self.site.is_cached(t.key)]
         return Plan(
             plan.tasks + summary,
             plan.published + published,
@@ -282,17 +285,15 @@ class Run:
 
     def _publish(self, plan: Plan, failed_samples: set[str | None]) -> None:
         by_name = {t.name: t for t in plan.tasks}
-        outdir = self.o.outdir.resolve()
         for item in plan.published:
             task = by_name[item.task]
-            if task.sample in failed_samples or task.name in self.errors:
+            if task.sample in failed_samples or task.name in self.errors or not self.site.is_cached(task.key):
                 continue
-            entry = cache_path(self.cache, task.key)
-            if entry.is_dir():
-                publish({entry / name: outdir / rel for name, rel in item.files.items()})
+            self.site.publish(task.key, item.files, self.outdir)
 
     def _write_info(self, plan: Plan, started: float) -> None:
-        info = self.o.outdir.resolve() / "pipeline_info"
+        remote = storage.is_s3(self.outdir)
+        info = self.work / "pipeline_info" if remote else Path(self.outdir) / "pipeline_info"
         info.mkdir(parents=True, exist_ok=True)
         needed = {t.name for t in plan.needed}
         for task in plan.tasks:
@@ -309,12 +310,15 @@ class Run:
             "max_cpus": self.o.max_cpus,
             "max_memory_mib": self.o.max_memory_mib,
             "runtime": self.runtime.describe() if self.runtime else "",
+            "backend": self.o.backend + (f" (stack {self.o.aws_stack})" if self.o.aws_stack else ""),
             **self.o.params.__dict__,
         }
         (info / "params.json").write_text(json.dumps(params, indent=2) + "\n")
         write_report(
             info / "execution_report.html", self.trace, plan.versions, params, started, time.time(), self.errors
         )
+        if remote:
+            storage.upload_dir(storage.client(self.o.endpoint_url), info, f"{self.outdir}/pipeline_info")
         index_path = self.work / "index.json"
         try:
             index = json.loads(index_path.read_text())
@@ -368,41 +372,17 @@ class Run:
             job.name = re.sub(r"[^A-Za-z0-9_-]", "_", job.name)[:128]
         return jobs
 
-    def _backend(self) -> LocalBackend:
-        state = self.work / "engine"
-        holder = engine_pid(state)
-        if holder is not None:
-            raise InputError(
-                [
-                    Problem(
-                        self.work,
-                        None,
-                        f"another genobatch run (engine pid {holder}) uses this work directory",
-                        "wait for it, or give this run its own --work-dir",
-                    )
-                ]
-            )
-        assert self.runtime is not None
-        store = Store(state)  # the previous run is gone: its unfinished jobs must not run now
-        abandoned = abandon_open_jobs(store, "abandoned: the run that submitted it ended")
-        self.runtime.runtime.recover(state.resolve(), abandoned)
-        store.close()
-        backend = LocalBackend(state, engine="thread", runtime=self.runtime.runtime)
-        cpus = self.o.max_cpus
-        memory = self.o.max_memory_mib
-        name = f"run-{cpus or 'all'}-{memory or 'all'}"
-        if not backend.client.describe_job_queues(jobQueues=[name])["jobQueues"]:
-            resources: dict[str, Any] = {"type": "LOCAL"}
-            if cpus:
-                resources["maxvCpus"] = cpus
-            if memory:
-                resources["maxMemoryMiB"] = memory
-            backend.client.create_compute_environment(computeEnvironmentName=name, computeResources=resources)
-            backend.client.create_job_queue(
-                jobQueueName=name, priority=10, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": name}]
-            )
-        backend.queue = name
-        return backend
+    @property
+    def site(self) -> Site:
+        assert self._site is not None, "plan() chooses the site"
+        return self._site
+
+    def _make_site(self, runtime: RunRuntime) -> Site:
+        if self.o.backend == "local":
+            return LocalSite(self.work, runtime, self.o.max_cpus, self.o.max_memory_mib)
+        from .aws_site import AwsSite  # boto3 and the AWS modules only when asked for
+
+        return AwsSite(self.work, runtime, self.o.aws_stack or "", self.o.endpoint_url)
 
     def _fit(self, task: Task) -> tuple[float, int]:
         """A task's request, lowered to the run's caps (a 2-vCPU aligner on a 1-vCPU run uses 1)."""
@@ -410,18 +390,9 @@ class Run:
         memory = min(task.memory_mib, self.o.max_memory_mib) if self.o.max_memory_mib else task.memory_mib
         return vcpus, memory
 
-    def _submit(
-        self, backend: LocalBackend, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]
-    ) -> None:
+    def _submit(self, backend: Backend, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]) -> None:
         keys = {t.name: t.key for t in by_name.values()}
-        assert self.runtime is not None
-        tasks_dir = self.work / "tasks"
-        tasks_dir.mkdir(parents=True, exist_ok=True)
         for job in jobs:
-            specs = [runner_spec(task, self.cache, keys) for task in job.tasks]
-            digest = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:16]
-            task_file = tasks_dir / f"{job.name}-{digest}.json"
-            task_file.write_text(json.dumps(specs, indent=1))
             depends = {
                 job_of_key[by_name[up].key].job_id
                 for t in job.tasks
@@ -429,20 +400,19 @@ class Run:
                 if by_name[up].key in job_of_key and job_of_key[by_name[up].key] is not job
             }
             vcpus, memory = self._fit(job.tasks[0])
-            spec = JobSpec(
+            spec = self.site.job_spec(
                 job.name,
-                self.runtime.command(job.tasks[0], task_file),
+                job.tasks,
+                keys,
                 vcpus=vcpus,
                 memory_mib=memory,
-                image=self.runtime.image(job.tasks[0]),
-                mounts=self.runtime.mounts(job.tasks, self.cache, keys, task_file),
                 depends_on=sorted(depends),
                 array_size=len(job.tasks) if len(job.tasks) > 1 else None,
                 tags={"step": job.tasks[0].step, "sample": job.tasks[0].sample or ""},
             )
             job.job_id = backend.submit(spec)
 
-    def _run_jobs(self, backend: LocalBackend, plan: Plan, tasks: list[Task], progress: Progress, on_done: Any) -> None:
+    def _run_jobs(self, backend: Backend, plan: Plan, tasks: list[Task], progress: Progress, on_done: Any) -> None:
         """Submit ``tasks`` as jobs and follow them until all have ended."""
         by_name = {t.name: t for t in plan.tasks}
         cached = Counter(by_name[name].step for name in plan.cached)
@@ -474,10 +444,8 @@ class Run:
         if not state.attempts:
             self.trace.append(TraceRow.not_run(task, state, vcpus, memory))
         if state.status.value == "FAILED":
-            tail = ""
             last = state.attempts[-1] if state.attempts else None
-            if last is not None and last.log and Path(last.log).is_file():
-                tail = "\n".join(Path(last.log).read_text(errors="replace").strip().splitlines()[-8:])
+            tail = self.site.log_tail(last) if last is not None else ""
             why = (last.container_reason if last else None) or state.status_reason or "failed"
             self.errors[task.name] = why + (f"\n{tail}" if tail else "")
 

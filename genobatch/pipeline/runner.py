@@ -10,7 +10,12 @@ TASKS.json holds a list of task specs; an array job's child runs the one at ``AW
 4. on failure, exits non-zero with the failing command and the tail of its stderr on stderr,
 5. writes its CPU time and peak memory to ``$GENOBATCH_USAGE_FILE`` if set (a container runtime reads it).
 
-It uses only the standard library: the tool images carry it as ``genobatch-runner``.
+With an ``s3://`` TASKS.json (AWS Batch: no shared file system) the task's paths start with ``{scratch}``,
+a fresh local directory: the runner downloads ``stage_in`` there, runs the task, and uploads its output
+directory to ``stage_out``, the done marker last (``genobatch.storage.s3``).
+
+Besides boto3 for S3 (imported only then) it uses only the standard library: the tool images carry it
+(with the ``genobatch`` package) as ``genobatch-runner``.
 """
 
 from __future__ import annotations
@@ -156,15 +161,59 @@ def write_usage(path: str) -> None:
     Path(path).write_text(json.dumps(usage))
 
 
+def _fill_scratch(value: Any, scratch: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{scratch}", scratch)
+    if isinstance(value, list):
+        return [_fill_scratch(v, scratch) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_scratch(v, scratch) for k, v in value.items()}
+    return value
+
+
+def run_staged(spec: dict[str, Any]) -> None:
+    """Run a task whose inputs and output live in S3, in a scratch directory deleted afterwards."""
+    from genobatch.storage import s3 as storage
+
+    client = storage.client()
+    if storage.exists(client, f"{spec['stage_out']}/{storage.DONE_MARKER}"):
+        print(f"{spec['name']}: already done ({spec['stage_out']})", file=sys.stderr)
+        return
+    scratch = tempfile.mkdtemp(prefix="genobatch-", dir=os.environ.get("GENOBATCH_SCRATCH"))
+    try:
+        spec = _fill_scratch(spec, scratch)
+        for uri, local in spec["stage_in"]:
+            if uri.endswith("/"):
+                storage.download_dir(client, uri, Path(local))
+            else:
+                storage.download(client, uri, Path(local))
+        run_task(spec)
+        storage.upload_dir(client, Path(spec["target"]), spec["stage_out"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_tasks(location: str) -> list[dict[str, Any]]:
+    if location.startswith("s3://"):
+        from genobatch.storage import s3 as storage
+
+        bucket, key = storage.split(location)
+        body = storage.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        specs: list[dict[str, Any]] = json.loads(body)
+        return specs
+    loaded: list[dict[str, Any]] = json.loads(Path(location).read_text())
+    return loaded
+
+
 def main() -> int:
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         print("usage: genobatch-runner TASKS.json  (runs the task at $AWS_BATCH_JOB_ARRAY_INDEX, default 0)")
         return 0 if sys.argv[1:] in (["--help"], ["-h"]) else 2
-    specs = json.loads(Path(sys.argv[1]).read_text())
+    specs = load_tasks(sys.argv[1])
     index = int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
     spec = specs[index]
     try:
-        run_task(spec)
+        run_staged(spec) if spec.get("stage_out") else run_task(spec)
     except TaskFailed as exc:
         print(f"genobatch: task {spec['name']} failed: {exc}", file=sys.stderr)
         return 1

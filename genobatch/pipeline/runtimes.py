@@ -12,10 +12,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable, check_runtime, image_labels
+from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable, check_runtime
 from genobatch.batch.model import Mount
 from genobatch.batch.runtime import HostRuntime, Runtime
-from genobatch.images import IMAGES, TOOLS_LABEL, image_for, image_ref, parse_tools_label
+from genobatch.images import IMAGES, image_for, image_ref, status
 
 from .inputs import InputError, Problem
 from .tasks import Task, cache_path, task_dir
@@ -81,26 +81,24 @@ def _containers(binary: str) -> RunRuntime:
         check_runtime(binary)
     except RuntimeUnavailable as exc:
         raise InputError([Problem(Path(binary), None, exc.problem, exc.fix)]) from None
-    images, versions, missing = {}, {}, []
-    for spec in IMAGES:
-        ref = image_ref(spec.name)
-        labels = image_labels(binary, ref)
-        if labels is None:
-            missing.append(ref)
-            continue
-        images[spec.name] = ref
-        versions.update(parse_tools_label(labels.get(TOOLS_LABEL)))
-    if missing:
+    images, versions = {}, {}
+    rows = status(binary)
+    unusable = [f"{row.ref} ({'stale: other job-runner code' if row.present else 'missing'})" for row in rows]
+    unusable = [text for row, text in zip(rows, unusable, strict=True) if row.stale or not row.present]
+    if unusable:
         raise InputError(
             [
                 Problem(
                     Path(binary),
                     None,
-                    f"{len(missing)} tool image(s) missing: {', '.join(missing)}",
+                    f"{len(unusable)} tool image(s) not usable: {', '.join(unusable)}",
                     f"genobatch images build --runtime {binary}",
                 )
             ]
         )
+    for spec, row in zip(IMAGES, rows, strict=True):
+        images[spec.name] = row.ref
+        versions.update(row.tools)
     absent = [tool for tool in TOOLS if tool not in versions and tool not in HOST_ONLY_TOOLS]
     if absent:
         raise InputError(

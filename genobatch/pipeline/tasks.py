@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,25 @@ def cache_path(cache: Path, key: str) -> Path:
 
 def runner_spec(task: Task, cache: Path, keys: dict[str, str]) -> dict[str, Any]:
     """The JSON the job runner reads: templates resolved to this machine's paths."""
+    return resolved_spec(
+        task,
+        lambda name: str(cache_path(cache, keys[name])),
+        lambda _, path: str(path.resolve()),
+        str(cache_path(cache, task.key)),
+    )
+
+
+def resolved_spec(
+    task: Task, upstream_dir: Callable[[str], str], file_path: Callable[[int, Path], str], target: str
+) -> dict[str, Any]:
+    """The runner's JSON, with ``{in:NAME}`` and ``{file:N}`` resolved by the given functions."""
 
     def resolve(text: str) -> str:
         text = text.replace("{threads}", str(task.vcpus))
         for name in task.upstream:
-            text = text.replace("{in:" + name + "}", str(cache_path(cache, keys[name])))
+            text = text.replace("{in:" + name + "}", upstream_dir(name))
         for i, path in enumerate(task.files):
-            text = text.replace("{file:" + str(i) + "}", str(path.resolve()))
+            text = text.replace("{file:" + str(i) + "}", file_path(i, path))
         return text
 
     def resolve_any(value: Any) -> Any:
@@ -109,7 +122,7 @@ def runner_spec(task: Task, cache: Path, keys: dict[str, str]) -> dict[str, Any]
         "step": task.step,
         "sample": task.sample,
         "key": task.key,
-        "target": str(cache_path(cache, task.key)),
+        "target": target,
         "pipes": [{"argv": resolve_any(p.argv), "stdout": p.stdout} for p in task.pipes],
         "builtin": resolve_any(task.builtin),
         "outputs": task.outputs,

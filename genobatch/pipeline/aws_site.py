@@ -1,0 +1,132 @@
+"""``genobatch run --backend awsbatch``: tasks run as AWS Batch jobs in the tool images (from the stack's ECR
+repositories), their outputs cached in the stack's bucket under ``cache/<key>/out/``.
+
+Jobs share no file system with this machine, so every task is staged: local inputs are uploaded once,
+content-addressed (``inputs/<sha256>/<name>``); the task file goes to ``tasks/`` (large task specifications
+belong in S3, not in the command); the job runner downloads what the task reads, runs it in a scratch
+directory and uploads the output, the done marker last. Tasks no image holds (MultiQC) run on this machine
+through the same staging.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from genobatch.aws.batch_backend import AwsBatchBackend
+from genobatch.aws.clients import Aws
+from genobatch.aws.infra import Stack
+from genobatch.batch.backend import AttemptState, Backend, JobSpec
+from genobatch.images import image_for
+from genobatch.storage import s3 as storage
+
+from .inputs import InputError, Problem
+from .runtimes import RunRuntime
+from .sites import LocalSite, RoutedBackend, Site, task_file_name
+from .tasks import Task, resolved_spec
+
+
+class AwsSite(Site):
+    def __init__(self, work: Path, runtime: RunRuntime, stack_name: str, endpoint_url: str | None) -> None:
+        if not stack_name:
+            raise InputError(
+                [Problem(Path("--aws-stack"), None, "--backend awsbatch needs a stack", "--aws-stack NAME")]
+            )
+        self.work, self.runtime = work, runtime
+        self.aws = Aws(endpoint_url=endpoint_url)
+        self.stack = Stack(self.aws, stack_name)
+        problems = [c for c in self.stack.status() if c.action == "missing" or c.action.startswith("BROKEN")]
+        if problems:
+            listed = ", ".join(f"{c.kind} {c.name} ({c.action})" for c in problems)
+            raise InputError(
+                [
+                    Problem(
+                        Path(stack_name),
+                        None,
+                        f"the AWS stack is not ready: {listed}",
+                        f"genobatch aws up --name {stack_name}",
+                    )
+                ]
+            )
+        self.s3 = storage.client(self.aws.endpoint_url)
+        self.root = f"s3://{self.stack.names.bucket}"
+        self.local = LocalSite(work, runtime, None, None)
+        self.uploaded: dict[Path, str] = {}
+        self.batch: AwsBatchBackend | None = None
+
+    def output_uri(self, key: str) -> str:
+        return f"{self.root}/cache/{key[:2]}/{key}/out"
+
+    def is_cached(self, key: str) -> bool:
+        return storage.exists(self.s3, f"{self.output_uri(key)}/{storage.DONE_MARKER}")
+
+    def remove(self, key: str) -> None:
+        storage.delete_prefix(self.s3, f"{self.root}/cache/{key[:2]}/{key}/")
+
+    def publish(self, key: str, files: dict[str, str], outdir: str) -> None:
+        for name, rel in files.items():
+            source = f"{self.output_uri(key)}/{name}"
+            if storage.is_s3(outdir):
+                bucket, target = storage.split(f"{outdir.rstrip('/')}/{rel}")
+                source_bucket, source_key = storage.split(source)
+                self.s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, target)
+            else:
+                storage.download(self.s3, source, Path(outdir) / rel)
+
+    def input_uri(self, path: Path) -> str:
+        """A local input file, uploaded once under its content's digest."""
+        if path not in self.uploaded:
+            digest = self.local_digest(path)
+            uri = f"{self.root}/inputs/{digest}/{path.name}"
+            if not storage.exists(self.s3, uri):
+                storage.upload(self.s3, path, uri)
+            self.uploaded[path] = uri
+        return self.uploaded[path]
+
+    @staticmethod
+    def local_digest(path: Path) -> str:
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def staged_spec(self, task: Task, keys: dict[str, str]) -> dict[str, Any]:
+        stage_in = [[self.output_uri(keys[up]) + "/", f"{{scratch}}/in/{keys[up]}"] for up in task.upstream]
+        stage_in += [[self.input_uri(p), f"{{scratch}}/files/{i}/{p.name}"] for i, p in enumerate(task.files)]
+        spec = resolved_spec(
+            task,
+            lambda name: f"{{scratch}}/in/{keys[name]}",
+            lambda i, path: f"{{scratch}}/files/{i}/{path.name}",
+            f"{{scratch}}/out/{task.key}/out",
+        )
+        return {**spec, "stage_in": stage_in, "stage_out": self.output_uri(task.key)}
+
+    def job_spec(self, name: str, tasks: list[Task], keys: dict[str, str], **fields: Any) -> JobSpec:
+        specs = [self.staged_spec(task, keys) for task in tasks]
+        uri = f"{self.root}/tasks/{task_file_name(name, specs)}"
+        bucket, key = storage.split(uri)
+        self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(specs).encode())
+        image_spec = image_for(tasks[0].tools)
+        environment = {"AWS_ENDPOINT_URL": self.aws.endpoint_url} if self.aws.endpoint_url else {}
+        if image_spec is None:  # no image holds its tools: this machine runs it, staged the same way
+            command = [sys.executable, "-m", "genobatch.pipeline.runner", uri]
+            return JobSpec(name, command, environment=environment, **fields)
+        image = self.stack.ecr_ref(image_spec.name)
+        return JobSpec(name, ["genobatch-runner", uri], image=image, environment=environment, **fields)
+
+    def backend(self) -> Backend:
+        self.batch = AwsBatchBackend(self.aws, self.stack.batch_settings(default_image=self.stack.ecr_ref("runner")))
+        return RoutedBackend(self.batch, self.local.backend())
+
+    def log_tail(self, attempt: AttemptState, lines: int = 8) -> str:
+        if attempt.runtime == "awsbatch" and attempt.log and self.batch is not None:
+            try:
+                return "\n".join(self.batch.log_text(attempt.log).splitlines()[-lines:])
+            except Exception as exc:
+                return f"(log {attempt.log} unavailable: {exc})"
+        return super().log_tail(attempt, lines)

@@ -1,0 +1,1 @@
+"""Where data lives: local paths or S3 URIs (``s3``)."""

@@ -1,0 +1,48 @@
+"""End to end on AWS Batch, as moto serves it on loopback with jobs in podman: ``genobatch run --backend
+awsbatch`` on the SARS-CoV-2 demo samples writes VCFs to S3 whose records equal a local run's."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import boto3
+
+from .aws_helpers import MotoServer, moto_server, prepare_stack  # noqa: F401 - the fixture
+from .pipeline_helpers import DATA, DATASETS, needs_tools, records, run_pipeline
+
+
+@needs_tools
+def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoServer, tmp_path: Path) -> None:  # noqa: F811
+    infra = prepare_stack(moto_server, "e2e")
+    sheet, fasta = DATA / "sarscov2" / "samples.csv", DATA / "sarscov2" / DATASETS["sarscov2"][0]
+    local = tmp_path / "local"
+    run_pipeline(sheet, fasta, local, tmp_path / "work-local", "--ploidy", "1")
+    results = f"s3://{infra.names.bucket}/results"
+    aws_args = ["--ploidy", "1", "--backend", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
+    run = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args)  # type: ignore[arg-type]
+    assert "18 task(s) ran" in run.stdout, run.stdout
+
+    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=infra.names.bucket, Prefix="results/")["Contents"]]
+    vcfs = sorted(k for k in keys if k.endswith(".vcf.gz"))
+    assert [Path(k).name for k in vcfs] == ["subsample1.vcf.gz", "subsample2.vcf.gz"]
+    for key in vcfs:
+        downloaded = tmp_path / "from-s3" / Path(key).name
+        downloaded.parent.mkdir(exist_ok=True)
+        s3.download_file(infra.names.bucket, key, str(downloaded))
+        assert records(downloaded) == records(local / key.split("/", 1)[1]), key
+    assert "results/multiqc/multiqc_report.html" in keys
+
+    trace = tmp_path / "trace.tsv"
+    s3.download_file(infra.names.bucket, "results/pipeline_info/execution_trace.tsv", str(trace))
+    with open(trace) as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["status"] == "COMPLETED"]
+    for row in rows:
+        expected = "host" if row["step"] == "multiqc" else "awsbatch"
+        assert row["runtime"] == expected, row
+        if expected == "awsbatch":
+            assert row["image"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/genobatch-e2e/"), row
+    # Resume: everything is cached in S3, nothing runs again.
+    again = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args)  # type: ignore[arg-type]
+    assert "0 task(s) ran" in again.stdout
