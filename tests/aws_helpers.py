@@ -168,9 +168,6 @@ def batch_on_moto(server: MotoServer, stack: str) -> Any:
     """An AWS Batch backend on a stack made by ``genobatch aws up`` in moto, with the tool images tagged
     under their ECR names (moto's ECR keeps no image data, so the images are not pushed)."""
     from genobatch.aws.batch_backend import AwsBatchBackend
-    from genobatch.aws.clients import Aws
-    from genobatch.aws.infra import Stack, StackOptions
-    from genobatch.images import IMAGES, image_ref
 
     infra = prepare_stack(server, stack)
     return AwsBatchBackend(infra.aws, infra.batch_settings(default_image=infra.ecr_ref("runner")))
