@@ -20,8 +20,11 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
     run_pipeline(sheet, fasta, local, tmp_path / "work-local", "--ploidy", "1")
     results = f"s3://{infra.names.bucket}/results"
     aws_args = ["--ploidy", "1", "--backend", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
+    dry = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args, "--dry-run")  # type: ignore[arg-type]
+    assert "Estimated compute:" in dry.stdout and "c6i: on-demand $" in dry.stdout and "spot about $" in dry.stdout
     run = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args)  # type: ignore[arg-type]
     assert "18 task(s) ran" in run.stdout, run.stdout
+    report = tmp_path / "report.html"
 
     s3 = boto3.client("s3", endpoint_url=moto_server.endpoint)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=infra.names.bucket, Prefix="results/")["Contents"]]
@@ -43,6 +46,8 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
         assert row["runtime"] == expected, row
         if expected == "awsbatch":
             assert row["image"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/genobatch-e2e/"), row
+    s3.download_file(infra.names.bucket, "results/pipeline_info/execution_report.html", str(report))
+    assert "vCPU-hours\n(run time x vCPUs" in report.read_text()
     # Resume: everything is cached in S3, nothing runs again.
     again = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args)  # type: ignore[arg-type]
     assert "0 task(s) ran" in again.stdout

@@ -25,8 +25,7 @@ from .batch_backend import AwsBatchSettings
 from .clients import Aws
 from .network import STACK_TAG, Network
 from .policies import BATCH_SERVICE_POLICY, ECS_INSTANCE_POLICY, job_bucket_policy, trust_policy
-
-INSTANCE_FAMILIES = ["c6i", "m6i", "r6i"]  # x86_64, as the tool images are built
+from .pricing import INSTANCE_FAMILIES
 
 
 @dataclass
@@ -35,7 +34,7 @@ class StackOptions:
     max_vcpus: int = 256
     spot: bool = True  # also a spot compute environment, first in the default queue
     nat: bool = True  # a NAT gateway; False: VPC endpoints instead
-    instance_families: tuple[str, ...] = tuple(INSTANCE_FAMILIES)
+    instance_families: tuple[str, ...] = INSTANCE_FAMILIES
 
 
 @dataclass(frozen=True)

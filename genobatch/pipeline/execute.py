@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genobatch.aws.pricing import INSTANCE_FAMILIES
 from genobatch.batch.backend import Backend, JobState
 from genobatch.report.html import write_report
 from genobatch.report.trace import TraceRow, write_trace
 from genobatch.storage import s3 as storage
 
-from . import germline, runtimes
+from . import estimate, germline, runtimes
 from .germline import Params, Published
 from .inputs import (
     FastaFacts,
@@ -79,6 +80,7 @@ class Plan:
     cached: set[str]  # task names whose outputs are in the cache
     material: dict[str, dict[str, Any]]
     versions: dict[str, str]
+    sample_mb: dict[str, float] = field(default_factory=dict)  # each sample's FASTQ input, for estimates
 
 
 class Run:
@@ -126,7 +128,11 @@ class Run:
         tasks, published = germline.build(samples, self.o.fasta, fasta.contigs, chunks, p)
         material = self._keys(tasks, versions, {})
         self.facts.save()
-        return self._decide(tasks, published, material, versions)
+        plan = self._decide(tasks, published, material, versions)
+        for sample in samples:
+            files = [f for lane in sample.lanes for f in (lane.fastq_1, lane.fastq_2) if f is not None]
+            plan.sample_mb[sample.name] = sum(f.stat().st_size for f in files) / 1e6
+        return plan
 
     def _chunks(self, first: Path, second: Path | None, reads: int) -> list[int]:
         """Reads per alignment chunk for a lane: one chunk unless it is larger than --chunk-reads."""
@@ -232,6 +238,10 @@ class Run:
             print("\n".join(self.explain(preview)) or "Nothing to run: every task is cached.")
         if self.o.dry_run:
             print("\n".join(self.describe_plan(preview)))
+            rates, source = estimate.load_rates(self.work / "rates.json")
+            seconds = estimate.vcpu_seconds(preview.needed, preview.sample_mb, rates)
+            families = list(INSTANCE_FAMILIES) if self.o.backend == "awsbatch" else []
+            print("\n".join(estimate.cost_lines(seconds, families, source)))
             return 0
         if not preview.needed:
             print(f"Nothing to run: every output of the {len(preview.tasks)} tasks is cached or not needed.")
@@ -281,6 +291,7 @@ class Run:
             plan.cached | {t.name for t in summary if t not in todo},
             material,
             plan.versions,
+            plan.sample_mb,
         )
 
     def _publish(self, plan: Plan, failed_samples: set[str | None]) -> None:
@@ -319,6 +330,10 @@ class Run:
         )
         if remote:
             storage.upload_dir(storage.client(self.o.endpoint_url), info, f"{self.outdir}/pipeline_info")
+        rates, _ = estimate.load_rates(self.work / "rates.json")
+        estimate.save_rates(
+            self.work / "rates.json", {**rates, **estimate.learn(self.trace, plan.tasks, plan.sample_mb)}
+        )
         index_path = self.work / "index.json"
         try:
             index = json.loads(index_path.read_text())

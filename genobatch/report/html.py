@@ -37,7 +37,9 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f
 <h1>genobatch run report</h1>
 <p>{{ started }} &ndash; {{ finished }} ({{ "%.1f"|format(wall) }} s wall).
 {{ ran }} attempt(s) ran, {{ cached }} task(s) cached, {{ failed }} failed.
-CPU time {{ "%.1f"|format(cpu) }} s; utilisation {{ "%.0f"|format(utilisation) }}% of the requested vCPU-seconds.</p>
+CPU time {{ "%.1f"|format(cpu) }} s; utilisation {{ "%.0f"|format(utilisation) }}% of the requested vCPU-seconds.
+Compute used: {{ "%.4f"|format(vcpu_hours) }} vCPU-hours
+(run time x vCPUs of every attempt, what AWS Batch bills by).</p>
 <h2>Timeline</h2>
 <svg width="{{ width + 260 }}" height="{{ 14 * bars|length + 20 }}" xmlns="http://www.w3.org/2000/svg" font-size="10">
 {% for b in bars %}<text x="0" y="{{ 14 * loop.index }}">{{ b.label }}</text>
@@ -119,6 +121,7 @@ def write_report(
             failed=len(errors),
             cpu=cpu,
             utilisation=100 * cpu / requested if requested else 0,
+            vcpu_hours=requested / 3600,
             bars=bars,
             width=width,
             steps=steps,
