@@ -23,7 +23,7 @@ needs_tools = pytest.mark.skipif(
 
 
 def run_pipeline(
-    sheet: Path, fasta: Path, outdir: Path, work: Path, *extra: str, expect: int | None = 0
+    sheet: Path | str, fasta: Path | str, outdir: Path | str, work: Path, *extra: str, expect: int | None = 0
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [

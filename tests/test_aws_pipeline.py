@@ -18,15 +18,19 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
     sheet, fasta = DATA / "sarscov2" / "samples.csv", DATA / "sarscov2" / DATASETS["sarscov2"][0]
     local = tmp_path / "local"
     run_pipeline(sheet, fasta, local, tmp_path / "work-local", "--ploidy", "1")
+    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint)
+    for path in (DATA / "sarscov2").iterdir():  # inputs in S3 too: the sheet's relative paths resolve there
+        s3.upload_file(str(path), infra.names.bucket, f"data/sarscov2/{path.name}")
+    sheet_uri = f"s3://{infra.names.bucket}/data/sarscov2/samples.csv"
+    fasta_uri = f"s3://{infra.names.bucket}/data/sarscov2/{fasta.name}"
     results = f"s3://{infra.names.bucket}/results"
     aws_args = ["--ploidy", "1", "--backend", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
-    dry = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args, "--dry-run")  # type: ignore[arg-type]
+    dry = run_pipeline(sheet_uri, fasta_uri, results, tmp_path / "work-aws", *aws_args, "--dry-run")
     assert "Estimated compute:" in dry.stdout and "c6i: on-demand $" in dry.stdout and "spot about $" in dry.stdout
-    run = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args)  # type: ignore[arg-type]
+    run = run_pipeline(sheet_uri, fasta_uri, results, tmp_path / "work-aws", *aws_args)
     assert "18 task(s) ran" in run.stdout, run.stdout
     report = tmp_path / "report.html"
 
-    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=infra.names.bucket, Prefix="results/")["Contents"]]
     vcfs = sorted(k for k in keys if k.endswith(".vcf.gz"))
     assert [Path(k).name for k in vcfs] == ["subsample1.vcf.gz", "subsample2.vcf.gz"]
@@ -48,6 +52,8 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
             assert row["image"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/genobatch-e2e/"), row
     s3.download_file(infra.names.bucket, "results/pipeline_info/execution_report.html", str(report))
     assert "vCPU-hours\n(run time x vCPUs" in report.read_text()
-    # Resume: everything is cached in S3, nothing runs again.
-    again = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *aws_args)  # type: ignore[arg-type]
+    fetched = list((tmp_path / "work-aws" / "inputs" / "s3").rglob("*"))
+    assert len([p for p in fetched if p.is_file()]) == 7, "the sheet and its local rewrite, 4 FASTQ, the reference"
+    # Resume: everything is cached in S3, nothing runs again; the inputs are not downloaded again.
+    again = run_pipeline(sheet_uri, fasta_uri, results, tmp_path / "work-aws", *aws_args)
     assert "0 task(s) ran" in again.stdout

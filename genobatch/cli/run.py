@@ -36,8 +36,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="FASTQ samples + a reference in; per sample QC, an indexed BAM and a VCF "
         "out, run as batch jobs. Finished work is reused (resume is the default).",
     )
-    run.add_argument("--input", required=True, type=Path, help="nf-core sample sheet: sample,fastq_1,fastq_2")
-    run.add_argument("--fasta", required=True, type=Path, help="reference FASTA (plain or gzip)")
+    run.add_argument("--input", required=True, help="nf-core sample sheet (sample,fastq_1,fastq_2); path or s3://")
+    run.add_argument("--fasta", required=True, help="reference FASTA (plain or gzip); path or s3://")
     run.add_argument("--outdir", required=True, help="results directory, or an s3:// URI")
     run.add_argument("--work-dir", type=Path, default=Path("work"), help="cache, engine state, logs (default ./work)")
     run.add_argument("--ploidy", type=int, default=2, help="1 (haploid) or 2 (diploid, default)")

@@ -37,6 +37,7 @@ from .inputs import (
     parse_sample_sheet,
 )
 from .progress import Progress
+from .remote_inputs import Localiser
 from .runtimes import RunRuntime
 from .sites import LocalSite, Site
 from .tasks import Task
@@ -47,8 +48,8 @@ STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "
 
 @dataclass
 class Options:
-    input: Path
-    fasta: Path
+    input: Path | str  # a file, or an s3:// URI (fetched once into the work directory)
+    fasta: Path | str
     outdir: Path | str  # a directory, or an s3:// URI
     work_dir: Path = Path("work")
     params: Params = field(default_factory=Params)
@@ -112,11 +113,13 @@ class Run:
                     )
                 ]
             )
-        samples, problems = parse_sample_sheet(self.o.input)
-        known = self.facts.get(self.o.fasta, "fasta") if self.o.fasta.is_file() else None
-        fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(self.o.fasta)
-        self.facts.put(self.o.fasta, "fasta", fasta.contigs)
-        counts = check_inputs(self.o.input, samples, self.facts, problems)
+        localiser = Localiser(self.work, self.o.endpoint_url)  # s3:// inputs: local copies, fetched once
+        sheet, reference = localiser.sheet(self.o.input), localiser.fasta(self.o.fasta)
+        samples, problems = parse_sample_sheet(sheet)
+        known = self.facts.get(reference, "fasta") if reference.is_file() else None
+        fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(reference)
+        self.facts.put(reference, "fasta", fasta.contigs)
+        counts = check_inputs(sheet, samples, self.facts, problems)
         self.runtime = runtimes.choose(self.o.runtime)
         self._site = self._make_site(self.runtime)
         versions = self.runtime.versions
@@ -125,7 +128,7 @@ class Run:
             for sample in samples
             for lane in sample.lanes
         }
-        tasks, published = germline.build(samples, self.o.fasta, fasta.contigs, chunks, p)
+        tasks, published = germline.build(samples, reference, fasta.contigs, chunks, p)
         material = self._keys(tasks, versions, {})
         self.facts.save()
         plan = self._decide(tasks, published, material, versions)
