@@ -176,13 +176,11 @@ def batch_on_moto(server: MotoServer, stack: str) -> Any:
 def prepare_stack(server: MotoServer, stack: str) -> Any:
     """``aws up`` once per session, and the tool images tagged with their ECR names."""
     from genobatch.aws.clients import Aws
-    from genobatch.aws.infra import Stack, StackOptions
-    from genobatch.images import IMAGES, image_ref
+    from genobatch.aws.infra import Stack, StackOptions, push_images
 
     infra = Stack(Aws(endpoint_url=server.endpoint), stack)
     if stack not in _STACKS:
         infra.up(StackOptions(stack))
-        for spec in IMAGES:
-            subprocess.run(["podman", "tag", image_ref(spec.name), infra.ecr_ref(spec.name)], check=True)
+        push_images(infra, push=False)  # moto's ECR stores no images: podman has them under the ECR names
         _STACKS.add(stack)
     return infra

@@ -4,6 +4,8 @@ awsbatch`` on the SARS-CoV-2 demo samples writes VCFs to S3 whose records equal 
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -52,6 +54,14 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
             assert row["image"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/genobatch-e2e/"), row
     s3.download_file(infra.names.bucket, "results/pipeline_info/execution_report.html", str(report))
     assert "vCPU-hours\n(run time x vCPUs" in report.read_text()
+    align = next(r for r in rows if r["step"] == "align")
+    command = ["aws", "logs", "--name", "e2e", align["task_id"], "--endpoint-url", moto_server.endpoint]
+    logs = subprocess.run(
+        [sys.executable, "-m", "genobatch", *command],
+        capture_output=True,
+        text=True,
+    )
+    assert logs.returncode == 0 and "--- attempt 1" in logs.stdout and "[M::" in logs.stdout, logs.stdout[-2000:]
     fetched = list((tmp_path / "work-aws" / "inputs" / "s3").rglob("*"))
     assert len([p for p in fetched if p.is_file()]) == 7, "the sheet and its local rewrite, 4 FASTQ, the reference"
     # Resume: everything is cached in S3, nothing runs again; the inputs are not downloaded again.

@@ -10,7 +10,9 @@ queues: ``-spot`` (spot first, then on-demand) and ``-ondemand`` (where reclaime
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from genobatch import __version__
-from genobatch.images import IMAGES
+from genobatch.images import IMAGES, ImageError, image_ref
 
 from .batch_backend import AwsBatchSettings
 from .clients import Aws
@@ -394,3 +396,46 @@ def _wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"AWS Batch did not finish with {name} in time")
         time.sleep(5)
+
+
+def push_images(stack: Stack, binary: str = "podman", push: bool = True) -> list[str]:
+    """Tag each local image with its ECR name in the stack's repositories; log in to ECR and push them."""
+    ecr = stack.aws.client("ecr")
+    targets = []
+    for spec in IMAGES:
+        target = stack.ecr_ref(spec.name)
+        run_checked([binary, "tag", image_ref(spec.name), target])
+        targets.append(target)
+    if push:
+        data = ecr.get_authorization_token()["authorizationData"][0]
+        user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
+        registry = data["proxyEndpoint"].removeprefix("https://")
+        run_checked([binary, "login", "--username", user, "--password-stdin", registry], stdin=password)
+        for target in targets:
+            run_checked([binary, "push", target])
+    return targets
+
+
+def run_checked(argv: list[str], stdin: str | None = None) -> None:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ImageError(f"{' '.join(argv[:3])}... failed: {result.stderr.strip()[-500:]}")
+
+
+def job_logs(stack: Stack, job_id: str) -> str:
+    """Every attempt's CloudWatch log of a Batch job (log group /aws/batch/job)."""
+    batch, logs = stack.aws.client("batch"), stack.aws.client("logs")
+    found = batch.describe_jobs(jobs=[job_id])["jobs"]
+    if not found:
+        raise ImageError(f"no Batch job {job_id}")
+    detail = found[0]
+    streams = [(a.get("container") or {}).get("logStreamName") for a in detail.get("attempts") or []]
+    streams = [s for s in streams if s] or [(detail.get("container") or {}).get("logStreamName")]
+    parts = []
+    for number, stream in enumerate(streams, start=1):
+        if not stream:
+            continue
+        events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)
+        parts.append(f"--- attempt {number} ({stream})")
+        parts += [e["message"] for e in events["events"]]
+    return "\n".join(parts) or f"job {job_id} ({detail['status']}) has no log yet"

@@ -9,7 +9,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from genobatch.aws.clients import Aws
-from genobatch.aws.infra import Change, Stack, StackOptions
+from genobatch.aws.infra import Change, Stack, StackOptions, job_logs, push_images
+from genobatch.images import ImageError
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -19,12 +20,19 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "up": "create what is missing (idempotent: a second run changes nothing)",
         "status": "what exists, what is missing or broken",
         "down": "delete everything `up` created, and check that nothing is left",
+        "push": "tag the tool images with the stack's ECR names and push them",
+        "logs": "print a Batch job's log (CloudWatch Logs), every attempt",
     }
     for verb, text in helps.items():
         parser = verbs.add_parser(verb, help=text)
         parser.add_argument("--name", required=True, help="the stack's name (part of every resource name)")
         parser.add_argument("--region", help="AWS region (default: $AWS_REGION, else us-east-1)")
         parser.add_argument("--endpoint-url", help="another AWS endpoint (default: $AWS_ENDPOINT_URL)")
+        if verb == "push":
+            parser.add_argument("--runtime", choices=("podman", "docker"), default="podman")
+            parser.add_argument("--tag-only", action="store_true", help="tag, but do not log in or push")
+        if verb == "logs":
+            parser.add_argument("job_id", metavar="JOB_ID")
         if verb == "up":
             parser.add_argument("--max-vcpus", type=int, default=StackOptions.max_vcpus)
             spot = parser.add_mutually_exclusive_group()
@@ -47,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
             created = [c for c in changes if c.action == "created"]
             print(f"{len(created)} resource(s) created" if created else "Nothing to change: everything exists.")
             return 0
+        if args.verb == "push":
+            for ref in push_images(stack, args.runtime, push=not args.tag_only):
+                print(("tagged " if args.tag_only else "pushed ") + ref)
+            return 0
+        if args.verb == "logs":
+            print(job_logs(stack, args.job_id))
+            return 0
         if args.verb == "status":
             changes = stack.status()
             show(changes)
@@ -60,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"Nothing of stack {args.name} is left.")
         return 0
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, ImageError) as exc:
         print(f"genobatch: {exc}", file=sys.stderr)
         return 1
 
