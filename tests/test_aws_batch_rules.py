@@ -173,3 +173,17 @@ def test_token_bucket_paces_calls() -> None:
         bucket.take()
     elapsed = time.monotonic() - start
     assert elapsed >= 20 / 200 * 0.9, "after the burst of 5, 20 calls at 200/s take at least 0.1 s"
+
+
+def test_a_job_long_in_runnable_is_reported_with_batch_s_reason(fake: tuple[AwsBatchBackend, FakeBatch]) -> None:
+    backend, batch = fake
+    job = backend.submit(JobSpec("waits", ["true"], image="img"))
+    reason = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement is not valid"
+    batch.details[job]["statusReason"] = reason
+    backend.poll([job])
+    assert backend.stuck(3600) == []
+    [warning] = backend.stuck(0)
+    assert warning.startswith(f"{job} RUNNABLE for") and warning.endswith(reason)
+    batch.end(job, "SUCCEEDED", {"container": {"exitCode": 0}})
+    backend.poll([job])
+    assert backend.stuck(0) == []

@@ -133,6 +133,7 @@ class AwsBatchBackend(Backend):
         self._next_poll = 0.0
         self._interval = settings.poll_min_seconds
         self._lock = threading.Lock()
+        self._runnable_since: dict[str, float] = {}
 
     # --- submit -------------------------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
@@ -277,6 +278,10 @@ class AwsBatchBackend(Backend):
                 state = self._state(logical, detail)
                 if state.done and state.status is JobStatus.FAILED and self._resubmitted(logical, detail):
                     state = replace(state, status=JobStatus.RUNNABLE, status_reason="resubmitted")
+                if state.status is JobStatus.RUNNABLE:
+                    self._runnable_since.setdefault(logical, time.monotonic())
+                else:
+                    self._runnable_since.pop(logical, None)
                 previous = self._cache.get(logical)
                 changed |= previous is None or previous.status is not state.status
                 self._cache[logical] = state
@@ -365,6 +370,16 @@ class AwsBatchBackend(Backend):
                 self.batch.terminate_job(jobId=tracked.aws_id, reason="genobatch: its dependency was resubmitted")
                 tracked.aws_id = self._submit(tracked.spec, self.settings.queue)
                 waiting.append(job_id)
+
+    def stuck(self, seconds: float) -> list[str]:
+        """RUNNABLE for longer than ``seconds``: AWS Batch's own status reason says why (capacity, limits,
+        or a MISCONFIGURATION reason for a job that can never be placed)."""
+        now = time.monotonic()
+        return [
+            f"{job_id} RUNNABLE for {now - since:.0f} s: {self._cache[job_id].status_reason or 'no reason given yet'}"
+            for job_id, since in self._runnable_since.items()
+            if now - since > seconds and job_id in self._cache
+        ]
 
     # --- cancel -------------------------------------------------------------------------------------------
     def cancel(self, job_ids: Sequence[str], reason: str) -> None:

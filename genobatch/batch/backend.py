@@ -107,6 +107,10 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (threads, connections)."""
 
+    def stuck(self, seconds: float) -> list[str]:
+        """Jobs waiting for capacity longer than ``seconds``, each with the batch system's reason."""
+        return []
+
 
 def state_from_detail(detail: dict[str, Any]) -> JobState:
     """Translate an AWS Batch JobDetail (local or remote) into the backend-neutral ``JobState``."""

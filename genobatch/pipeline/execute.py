@@ -43,6 +43,7 @@ from .sites import LocalSite, Site
 from .tasks import Task
 
 SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
+STUCK_SECONDS = 600  # a job RUNNABLE this long is reported, with the batch system's reason
 STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "concat", "vcfstats", "multiqc", "joint"]
 
 
@@ -95,6 +96,8 @@ class Run:
         self.last_plan: Plan | None = None
         self.runtime: RunRuntime | None = None
         self._site: Site | None = None
+        self.run_id = time.strftime("%Y%m%dT%H%M%S")  # tags every job of this run (AWS Batch, cost reports)
+        self.warned: set[str] = set()  # jobs already reported as stuck in RUNNABLE
         outdir = str(options.outdir)
         self.outdir = outdir if storage.is_s3(outdir) else str(Path(outdir).resolve())
 
@@ -426,7 +429,7 @@ class Run:
                 memory_mib=memory,
                 depends_on=sorted(depends),
                 array_size=len(job.tasks) if len(job.tasks) > 1 else None,
-                tags={"step": job.tasks[0].step, "sample": job.tasks[0].sample or ""},
+                tags={"run": self.run_id, "step": job.tasks[0].step, "sample": job.tasks[0].sample or ""},
             )
             job.job_id = backend.submit(spec)
 
@@ -452,6 +455,11 @@ class Run:
                     self._record(state, job, task)
                     on_done(task, state)
             progress.update(self._counts(cached, children, states, finished))
+            for warning in backend.stuck(STUCK_SECONDS):
+                job_id = warning.split(" RUNNABLE")[0]
+                if job_id not in self.warned:
+                    self.warned.add(job_id)
+                    print(f"genobatch: waiting: {warning}", file=sys.stderr)
             if len(finished) < len(children):
                 time.sleep(0.2)
 

@@ -156,6 +156,9 @@ class RoutedBackend(Backend):
         for job_id in job_ids:
             self._of(job_id).cancel([job_id], reason)
 
+    def stuck(self, seconds: float) -> list[str]:
+        return self.remote.stuck(seconds) + self.local.stuck(seconds)
+
     def close(self) -> None:
         self.remote.close()
         self.local.close()
