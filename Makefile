@@ -45,6 +45,7 @@ test: lint typecheck images unit
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine_overhead
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.containers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

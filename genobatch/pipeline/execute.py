@@ -19,6 +19,7 @@ from typing import Any
 
 from genobatch.aws.pricing import INSTANCE_FAMILIES
 from genobatch.batch.backend import Backend, JobState
+from genobatch.batch.model import MAX_ARRAY_SIZE
 from genobatch.report.html import write_report
 from genobatch.report.trace import TraceRow, write_trace
 from genobatch.storage import s3 as storage
@@ -380,15 +381,19 @@ class Run:
         return self._group(sorted(tasks, key=lambda t: -height[t.name]))
 
     def _group(self, tasks: list[Task]) -> list[Job]:
-        groups: dict[tuple[str, str | None], list[Task]] = defaultdict(list)
+        """A sample's chunks (or regions) become one array job, a new one every MAX_ARRAY_SIZE tasks."""
+        open_jobs: dict[tuple[str, str | None], Job] = {}
         jobs: list[Job] = []
         for task in tasks:
-            if task.step in SCATTERED:
-                if (task.step, task.sample) not in groups:
-                    jobs.append(Job(groups[(task.step, task.sample)], f"{task.step}-{task.sample}"))
-                groups[(task.step, task.sample)].append(task)
-            else:
+            group = (task.step, task.sample)
+            if task.step not in SCATTERED:
                 jobs.append(Job([task], task.name.replace(":", "-")))
+            elif group in open_jobs and len(open_jobs[group].tasks) < MAX_ARRAY_SIZE:
+                open_jobs[group].tasks.append(task)
+            else:
+                part = sum(1 for job in jobs if job.tasks[0].step == task.step and job.tasks[0].sample == task.sample)
+                open_jobs[group] = Job([task], f"{task.step}-{task.sample}" + (f"-{part}" if part else ""))
+                jobs.append(open_jobs[group])
         for job in jobs:
             job.name = re.sub(r"[^A-Za-z0-9_-]", "_", job.name)[:128]
         return jobs
