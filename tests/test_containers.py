@@ -165,7 +165,7 @@ def test_runtime_not_installed_or_not_working_says_what_to_run(tmp_path: Path, m
 
 def test_pipeline_refuses_missing_or_stale_images(podman: None, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(images, "image_ref", lambda name: f"localhost/genobatch/{name}:not-built")
+        patch.setattr(images, "image_ref", lambda name, *_: f"localhost/genobatch/{name}:not-built")
         with pytest.raises(InputError) as caught:
             runtimes.choose("podman")
     [problem] = caught.value.problems
