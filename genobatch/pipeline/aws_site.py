@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from .tasks import Task, resolved_spec
 
 
 class AwsSite(Site):
-    def __init__(self, work: Path, runtime: RunRuntime, stack_name: str, endpoint_url: str | None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        runtime: RunRuntime,
+        stack_name: str,
+        endpoint_url: str | None,
+        digest: Callable[[Path], str],
+    ) -> None:
         if not stack_name:
             raise InputError(
                 [Problem(Path("--aws-stack"), None, "--backend awsbatch needs a stack", "--aws-stack NAME")]
@@ -54,6 +62,7 @@ class AwsSite(Site):
         self.root = f"s3://{self.stack.names.bucket}"
         self.local = LocalSite(work, runtime, None, None)
         self.uploaded: dict[Path, str] = {}
+        self.digest = digest  # the run's remembered SHA-256 of each input file (inputs.FileFacts)
         self.batch: AwsBatchBackend | None = None
 
     def output_uri(self, key: str) -> str:
@@ -78,22 +87,11 @@ class AwsSite(Site):
     def input_uri(self, path: Path) -> str:
         """A local input file, uploaded once under its content's digest."""
         if path not in self.uploaded:
-            digest = self.local_digest(path)
-            uri = f"{self.root}/inputs/{digest}/{path.name}"
+            uri = f"{self.root}/inputs/{self.digest(path)}/{path.name}"
             if not storage.exists(self.s3, uri):
                 storage.upload(self.s3, path, uri)
             self.uploaded[path] = uri
         return self.uploaded[path]
-
-    @staticmethod
-    def local_digest(path: Path) -> str:
-        import hashlib
-
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
 
     def staged_spec(self, task: Task, keys: dict[str, str]) -> dict[str, Any]:
         stage_in = [[self.output_uri(keys[up]) + "/", f"{{scratch}}/in/{keys[up]}"] for up in task.upstream]

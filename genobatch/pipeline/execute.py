@@ -408,7 +408,7 @@ class Run:
             return LocalSite(self.work, runtime, self.o.max_cpus, self.o.max_memory_mib)
         from .aws_site import AwsSite  # boto3 and the AWS modules only when asked for
 
-        return AwsSite(self.work, runtime, self.o.aws_stack or "", self.o.endpoint_url)
+        return AwsSite(self.work, runtime, self.o.aws_stack or "", self.o.endpoint_url, self.facts.sha256)
 
     def _fit(self, task: Task) -> tuple[float, int]:
         """A task's request, lowered to the run's caps (a 2-vCPU aligner on a 1-vCPU run uses 1)."""

@@ -71,8 +71,8 @@ def choose(choice: str) -> RunRuntime:
     for name in RUNTIMES:
         try:
             return _containers(name)
-        except (RuntimeUnavailable, InputError) as exc:
-            reasons.append(str(exc).splitlines()[0])
+        except InputError as exc:
+            reasons.append(exc.problems[0].message)
     return RunRuntime(HostRuntime(), tool_versions(), note="no container runtime: " + "; ".join(reasons))
 
 
@@ -83,8 +83,11 @@ def _containers(binary: str) -> RunRuntime:
         raise InputError([Problem(Path(binary), None, exc.problem, exc.fix)]) from None
     images, versions = {}, {}
     rows = status(binary)
-    unusable = [f"{row.ref} ({'stale: other job-runner code' if row.present else 'missing'})" for row in rows]
-    unusable = [text for row, text in zip(rows, unusable, strict=True) if row.stale or not row.present]
+    unusable = [
+        f"{row.ref} ({'stale: other job-runner code' if row.present else 'missing'})"
+        for row in rows
+        if row.stale or not row.present
+    ]
     if unusable:
         raise InputError(
             [
