@@ -62,6 +62,11 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
         text=True,
     )
     assert logs.returncode == 0 and "--- attempt 1" in logs.stdout and "[M::" in logs.stdout, logs.stdout[-2000:]
+    # A local run publishes to S3 as well (here from its cache: nothing runs again).
+    to_s3 = run_pipeline(sheet, fasta, f"s3://{infra.names.bucket}/local", tmp_path / "work-local", "--ploidy", "1")
+    assert "0 task(s) ran" in to_s3.stdout
+    s3.head_object(Bucket=infra.names.bucket, Key="local/subsample1/subsample1.vcf.gz")
+    s3.head_object(Bucket=infra.names.bucket, Key="local/pipeline_info/execution_trace.tsv")
     fetched = list((tmp_path / "work-aws" / "inputs" / "s3").rglob("*"))
     assert len([p for p in fetched if p.is_file()]) == 7, "the sheet and its local rewrite, 4 FASTQ, the reference"
     # Resume: everything is cached in S3, nothing runs again; the inputs are not downloaded again.
