@@ -187,3 +187,36 @@ def test_a_job_long_in_runnable_is_reported_with_batch_s_reason(fake: tuple[AwsB
     batch.end(job, "SUCCEEDED", {"container": {"exitCode": 0}})
     backend.poll([job])
     assert backend.stuck(0) == []
+
+
+def test_an_out_of_memory_child_resubmits_its_array_with_more_memory(fake: tuple[AwsBatchBackend, FakeBatch]) -> None:
+    backend, batch = fake
+    array = backend.submit(JobSpec("align", ["true"], memory_mib=1024, image="img", array_size=3))
+    merge = backend.submit(JobSpec("merge", ["true"], image="img", depends_on=[array]))
+    children = [f"{array}:{i}" for i in range(3)]
+    batch.details[f"{array}:0"] = {
+        "jobId": f"{array}:0",
+        "status": "SUCCEEDED",
+        "attempts": [{"container": {"exitCode": 0}}],
+    }
+    batch.details[f"{array}:1"] = {"jobId": f"{array}:1", "status": "FAILED", "attempts": [OOM]}
+    batch.details[f"{array}:2"] = {"jobId": f"{array}:2", "status": "FAILED", "attempts": [OOM]}
+    first, second, third = backend.poll(children)
+    assert first.status is JobStatus.SUCCEEDED
+    assert second.status is JobStatus.RUNNABLE and third.status is JobStatus.RUNNABLE, "one resubmission for both"
+    new_array = backend.jobs[array].aws_id
+    assert new_array != array and backend.counters["oom_resubmits"] == 1
+    request = batch.submitted[new_array]
+    assert request["arrayProperties"] == {"size": 3}
+    assert {"type": "MEMORY", "value": "2048"} in request["containerOverrides"]["resourceRequirements"]
+    assert batch.terminated == [merge] and batch.submitted[backend.jobs[merge].aws_id]["dependsOn"] == [
+        {"jobId": new_array}
+    ]
+    batch.details[f"{new_array}:1"] = {
+        "jobId": f"{new_array}:1",
+        "status": "SUCCEEDED",
+        "attempts": [{"container": {"exitCode": 0}}],
+    }
+    [done] = backend.poll([f"{array}:1"])
+    assert done.status is JobStatus.SUCCEEDED
+    assert [a.exit_reason for a in done.attempts] == [ExitReason.MEMLIMIT, ExitReason.FINISHED]

@@ -92,6 +92,7 @@ class _Tracked:
     spec: JobSpec
     aws_id: str
     earlier: list[AttemptState] = field(default_factory=list)
+    children_earlier: dict[str, list[AttemptState]] = field(default_factory=dict)  # of resubmitted arrays
     terminated: bool = False
 
 
@@ -276,7 +277,9 @@ class AwsBatchBackend(Backend):
             for detail in details:
                 logical = aws_ids[detail["jobId"]]
                 state = self._state(logical, detail)
-                if state.done and state.status is JobStatus.FAILED and self._resubmitted(logical, detail):
+                stale = detail["jobId"].partition(":")[0] != self._aws_id(logical.partition(":")[0])
+                if stale or (state.status is JobStatus.FAILED and self._resubmitted(logical, detail)):
+                    # this array was resubmitted (by a sibling's failure in this very batch, or just now)
                     state = replace(state, status=JobStatus.RUNNABLE, status_reason="resubmitted")
                 if state.status is JobStatus.RUNNABLE:
                     self._runnable_since.setdefault(logical, time.monotonic())
@@ -298,7 +301,9 @@ class AwsBatchBackend(Backend):
 
     def _state(self, logical: str, detail: dict[str, Any]) -> JobState:
         tracked = self.jobs.get(logical.partition(":")[0])
-        attempts = list(tracked.earlier) if tracked and ":" not in logical else []
+        attempts: list[AttemptState] = []
+        if tracked is not None:
+            attempts = list(tracked.children_earlier.get(logical, []) if ":" in logical else tracked.earlier)
         for number, attempt in enumerate(detail.get("attempts") or [], start=len(attempts) + 1):
             container = attempt.get("container") or {}
             reason = exit_reason(detail["status"], attempt)
@@ -328,10 +333,12 @@ class AwsBatchBackend(Backend):
         )
 
     def _resubmitted(self, logical: str, detail: dict[str, Any]) -> bool:
-        """Start a new job for a failure worth another try; True if one was started."""
-        tracked = self.jobs.get(logical)
+        """Start a new job for a failure worth another try; True if one was started. For an array child the
+        whole array is resubmitted: its finished children find their outputs in S3 and end at once."""
+        parent, _, index = logical.partition(":")
+        tracked = self.jobs.get(parent)
         attempts = detail.get("attempts") or []
-        if tracked is None or tracked.terminated or not attempts or tracked.spec.array_size is not None:
+        if tracked is None or tracked.terminated or not attempts or (tracked.spec.array_size is None) == bool(index):
             return False
         last = attempts[-1]
         reason = exit_reason(detail["status"], last)
@@ -345,17 +352,20 @@ class AwsBatchBackend(Backend):
         elif reason is ExitReason.MEMLIMIT and spec.memory_mib < self.settings.memory_cap_mib:
             spec = replace(spec, memory_mib=min(self.settings.memory_cap_mib, spec.memory_mib * 2))
             self.counters["oom_resubmits"] += 1
-        elif reason is ExitReason.FAILED and self.counters[f"retries:{logical}"] < self.settings.retry_failures:
-            self.counters[f"retries:{logical}"] += 1
+        elif reason is ExitReason.FAILED and self.counters[f"retries:{parent}"] < self.settings.retry_failures:
+            self.counters[f"retries:{parent}"] += 1
             self.counters["failure_resubmits"] += 1
         else:
             return False
         state = self._state(logical, detail)
         with self._lock:
-            tracked.earlier = state.attempts
+            if index:
+                tracked.children_earlier[logical] = state.attempts
+            else:
+                tracked.earlier = state.attempts
             tracked.spec = spec
             tracked.aws_id = self._submit(spec, queue)
-            self._resubmit_dependents(logical)
+            self._resubmit_dependents(parent)
         return True
 
     def _resubmit_dependents(self, logical: str) -> None:
