@@ -11,13 +11,19 @@ setup only (each patch names the AWS behaviour it restores):
   credentials that ECS gives a job from its job role;
 - an array parent whose children failed never leaves PENDING, and its status moves only when someone
   describes it, so jobs that depend on an array wait forever;
-- a timed-out attempt has no status reason (AWS: "Job attempt duration exceeded timeout").
-Not patched (the tests that need them are marked): retry strategies and SEQUENTIAL array dependencies.
+- a timed-out attempt has no status reason (AWS: "Job attempt duration exceeded timeout");
+- job names of one character are refused (AWS allows 1 to 128);
+- ``retryStrategy`` is ignored (AWS runs up to ``attempts`` attempts, each rule of ``evaluateOnExit`` matched
+  in order, retrying when none matches), and ``SEQUENTIAL`` and ``N_TO_N`` array dependencies are not
+  implemented (child i waits for child i-1, or for child i of the other array).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -44,8 +50,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+RETRY_STRATEGIES: dict[str, dict[str, Any]] = {}  # job id -> the retryStrategy it was submitted with
+
+
+def should_retry(strategy: dict[str, Any], exit_code: int | None, status_reason: str) -> bool:
+    """AWS's rule: the first evaluateOnExit rule that matches decides; with none matching, retry."""
+    for rule in strategy.get("evaluateOnExit") or []:
+        matches = [
+            fnmatch.fnmatchcase(value, rule[key])
+            for key, value in (("onExitCode", str(exit_code)), ("onStatusReason", status_reason), ("onReason", ""))
+            if key in rule
+        ]
+        if matches and all(matches):
+            return str(rule["action"]).upper() == "RETRY"
+    return True
+
+
 def patch_moto_batch() -> None:
-    from moto.batch import models
+    from moto.batch import models, responses
 
     job_class: Any = models.Job
     if getattr(job_class, "_genobatch_patched", False):
@@ -55,6 +77,34 @@ def patch_moto_batch() -> None:
         job_class._get_container_property,
         job_class._mark_stopped,
     )
+    run, stop_attempt, submit = job_class.run, job_class._stop_attempt, responses.BatchResponse.submitjob
+
+    def patched_submit(self: Any) -> str:
+        body: str = submit(self)
+        if self._get_param("retryStrategy"):
+            RETRY_STRATEGIES[json.loads(body)["jobId"]] = self._get_param("retryStrategy")
+        return body
+
+    def patched_run(self: Any) -> None:
+        number = 1
+        while True:
+            self._genobatch_attempt = number
+            run(self)
+            strategy = RETRY_STRATEGIES.get(self.job_id.partition(":")[0], {})
+            if self.status != "FAILED" or self.stop or not self.attempts or number >= int(strategy.get("attempts", 1)):
+                return
+            if not should_retry(strategy, self.exit_code, self.job_stopped_reason or ""):
+                return
+            number += 1  # a fresh attempt, as AWS starts one: back to SUBMITTED
+            self.job_stopped, self.exit_code, self.job_stopped_reason = False, None, None
+            self._status, self._tick = "SUBMITTED", 0
+
+    def patched_stop_attempt(self: Any) -> None:
+        stop_attempt(self)
+        if self.latest_attempt:  # each attempt keeps its own exit code and reason, as on AWS
+            self.latest_attempt["container"]["exitCode"] = self.exit_code
+            if self.job_stopped_reason:
+                self.latest_attempt["statusReason"] = self.job_stopped_reason
 
     def patched_describe(self: Any) -> dict[str, Any]:
         children = self._child_jobs or []
@@ -66,16 +116,13 @@ def patch_moto_batch() -> None:
             result["container"].setdefault("image", self.job_definition.container_properties.get("image"))
         if self.exit_code is not None:
             result.setdefault("container", {})["exitCode"] = self.exit_code
-            if result.get("attempts"):
-                result["attempts"][-1]["container"]["exitCode"] = self.exit_code
-        if self.job_stopped_reason and result.get("attempts"):
-            result["attempts"][-1]["statusReason"] = self.job_stopped_reason
         return result
 
     def patched_property(self: Any, name: str, default: Any) -> Any:
         value = container_property(self, name, default)
         if name == "environment":
-            value = [*value, {"name": "AWS_BATCH_JOB_ATTEMPT", "value": "1"}]
+            attempt = str(getattr(self, "_genobatch_attempt", 1))
+            value = [*value, {"name": "AWS_BATCH_JOB_ATTEMPT", "value": attempt}]
             # On AWS the job role's credentials reach the container through ECS; moto provides none.
             value += [{"name": k, "value": MOTO_ENV[k]} for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
             value.append({"name": "AWS_DEFAULT_REGION", "value": MOTO_ENV["AWS_DEFAULT_REGION"]})
@@ -85,7 +132,17 @@ def patch_moto_batch() -> None:
         return value
 
     def patched_wait(self: Any) -> bool:
-        wanted = [d["jobId"] for d in self.depends_on if "jobId" in d]
+        index = (self.array_properties or {}).get("index")
+        wanted = []
+        for dependency in self.depends_on:
+            kind = dependency.get("type")
+            if kind == "SEQUENTIAL":
+                if index:
+                    wanted.append(f"{self.job_id.partition(':')[0]}:{index - 1}")
+            elif kind == "N_TO_N" and index is not None:
+                wanted.append(f"{dependency['jobId']}:{index}")
+            elif "jobId" in dependency:
+                wanted.append(dependency["jobId"])
         while True:
             jobs = [self.all_jobs[w] for w in wanted if w in self.all_jobs]
             for job in jobs:
@@ -109,6 +166,10 @@ def patch_moto_batch() -> None:
             self.job_stopped_reason = TIMEOUT_REASON
         mark_stopped(self, success)
 
+    models.JOB_NAME_REGEX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # AWS allows 1 character; moto 2+
+    responses.BatchResponse.submitjob = patched_submit
+    job_class.run = patched_run
+    job_class._stop_attempt = patched_stop_attempt
     job_class.describe = patched_describe
     job_class._get_container_property = patched_property
     job_class._wait_for_dependencies = patched_wait

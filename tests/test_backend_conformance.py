@@ -35,19 +35,9 @@ def podman_backend(request: pytest.FixtureRequest, tmp: Path) -> Backend:
     return PodmanBackend(tmp / "state", engine="thread", settings=FAST, runtime=ContainerRuntime("podman"))
 
 
-MOTO_LACKS = {  # AWS Batch features moto does not implement: these run, and are expected to fail there
-    "test_retries_until_an_attempt_succeeds": "moto ignores retryStrategy",
-    "test_n_to_n_and_sequential_arrays": "moto does not implement SEQUENTIAL array dependencies",
-}
-
-
 def awsbatch_backend(request: pytest.FixtureRequest, tmp: Path) -> Backend:
     """AWS Batch, as moto serves it on loopback, running the jobs in podman containers."""
-    server = request.getfixturevalue("moto_server")
-    name = request.node.originalname
-    if name in MOTO_LACKS:
-        request.applymarker(pytest.mark.xfail(reason=MOTO_LACKS[name], strict=True))
-    return batch_on_moto(server, "conf")
+    return batch_on_moto(request.getfixturevalue("moto_server"), "conf")
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
