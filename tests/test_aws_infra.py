@@ -29,6 +29,15 @@ def client(server: MotoServer, service: str) -> Any:
     return boto3.client(service, endpoint_url=server.endpoint, region_name="us-east-1")  # type: ignore[call-overload]
 
 
+def nat_gateways(ec2: Any, stack: str) -> list[dict[str, Any]]:
+    """The stack's live NAT gateways (tags checked here: moto ignores tag filters on this call)."""
+    return [
+        n
+        for n in ec2.describe_nat_gateways()["NatGateways"]
+        if n["State"] != "deleted" and {"Key": "genobatch:stack", "Value": stack} in n.get("Tags", [])
+    ]
+
+
 def everything_of(server: MotoServer, stack: str) -> list[str]:
     """What exists under the stack's tags and names, asked of each service directly (not via genobatch)."""
     ec2, iam, s3, ecr, batch = (client(server, s) for s in ("ec2", "iam", "s3", "ecr", "batch"))
@@ -39,9 +48,7 @@ def everything_of(server: MotoServer, stack: str) -> list[str]:
     found += [g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]]
     found += [r["RouteTableId"] for r in ec2.describe_route_tables(Filters=tagged)["RouteTables"]]
     found += [a["AllocationId"] for a in ec2.describe_addresses(Filters=tagged)["Addresses"]]
-    found += [
-        n["NatGatewayId"] for n in ec2.describe_nat_gateways(Filters=tagged)["NatGateways"] if n["State"] != "deleted"
-    ]
+    found += [n["NatGatewayId"] for n in nat_gateways(ec2, stack)]
     found += [  # AWS (and moto) list deleted endpoints for a while
         e["VpcEndpointId"]
         for e in ec2.describe_vpc_endpoints(Filters=tagged)["VpcEndpoints"]
@@ -73,8 +80,7 @@ def test_up_twice_status_down_leaves_nothing(moto_server: MotoServer) -> None:  
     ec2, s3, batch = client(moto_server, "ec2"), client(moto_server, "s3"), client(moto_server, "batch")
     subnets = ec2.describe_subnets(Filters=[{"Name": "tag:genobatch:stack", "Values": ["one"]}])["Subnets"]
     assert len({s["AvailabilityZone"] for s in subnets}) == 2 and len(subnets) == 4
-    nat = [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"]
-    assert len(nat) == 1
+    assert len(nat_gateways(ec2, "one")) == 1
     bucket = BUCKET.format("one")
     rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
@@ -156,7 +162,7 @@ def test_no_nat_uses_vpc_endpoints(moto_server: MotoServer) -> None:  # noqa: F8
             ("logs", "Interface"),
             ("s3", "Gateway"),
         ]
-        assert [n for n in ec2.describe_nat_gateways(Filter=tagged)["NatGateways"] if n["State"] != "deleted"] == []
+        assert nat_gateways(ec2, "ep") == []
     finally:
         assert cli(moto_server, "down", "--name", "ep").returncode == 0
     assert everything_of(moto_server, "ep") == []

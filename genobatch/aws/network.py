@@ -46,6 +46,11 @@ def by_tag(stack: str, part: str | None = None) -> list[dict[str, Any]]:
     return filters
 
 
+def has_tags(resource: dict[str, Any], stack: str, part: str) -> bool:
+    found = {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+    return found.get(STACK_TAG) == stack and found.get(PART_TAG) == part
+
+
 def part_of(resource: dict[str, Any]) -> str:
     return next((t["Value"] for t in resource.get("Tags", []) if t["Key"] == PART_TAG), "")
 
@@ -72,7 +77,10 @@ class Network:
         return groups[0]["GroupId"] if groups else None
 
     def _one(self, describe: str, key: str, part: str, id_key: str) -> str | None:
-        items = getattr(self.ec2, describe)(Filters=by_tag(self.stack, part))[key]
+        # DescribeNatGateways names its filter parameter "Filter" (every other EC2 call: "Filters")
+        parameter = "Filter" if describe == "describe_nat_gateways" else "Filters"
+        items = getattr(self.ec2, describe)(**{parameter: by_tag(self.stack, part)})[key]
+        items = [i for i in items if has_tags(i, self.stack, part)]  # the filter's answer, checked
         live = [i for i in items if i.get("State") not in ("deleted", "deleting", "failed")]
         return live[0][id_key] if live else None
 
