@@ -106,7 +106,7 @@ def test_spot_reclaims_are_retried_by_batch_then_moved_on_demand_with_their_depe
     assert batch.terminated == [second], "the dependent that waited on the reclaimed job"
     new_second = backend.jobs[second].aws_id
     assert batch.submitted[new_second]["dependsOn"] == [{"jobId": new_first}]
-    assert backend.counters["spot_reclaims"] == 3 and backend.counters["moved_to_on_demand"] == 1
+    assert backend.retries() == {"spot_reclaims": 3, "moved_to_on_demand": 1}, "reported separately, by kind"
     batch.end(new_first, "SUCCEEDED", {"container": {"exitCode": 0}})
     [done] = backend.poll([first])
     assert done.status is JobStatus.SUCCEEDED

@@ -381,6 +381,9 @@ class AwsBatchBackend(Backend):
                 tracked.aws_id = self._submit(tracked.spec, self.settings.queue)
                 waiting.append(job_id)
 
+    def retries(self) -> dict[str, int]:
+        return {kind: n for kind, n in self.counters.items() if ":" not in kind}
+
     def stuck(self, seconds: float) -> list[str]:
         """RUNNABLE for longer than ``seconds``: AWS Batch's own status reason says why (capacity, limits,
         or a MISCONFIGURATION reason for a job that can never be placed)."""

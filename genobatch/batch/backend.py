@@ -111,6 +111,10 @@ class Backend(ABC):
         """Jobs waiting for capacity longer than ``seconds``, each with the batch system's reason."""
         return []
 
+    def retries(self) -> dict[str, int]:
+        """What the backend did on its own to recover jobs (e.g. spot reclaims moved on-demand), by kind."""
+        return {}
+
 
 def state_from_detail(detail: dict[str, Any]) -> JobState:
     """Translate an AWS Batch JobDetail (local or remote) into the backend-neutral ``JobState``."""

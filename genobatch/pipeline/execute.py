@@ -99,6 +99,7 @@ class Run:
         self._site: Site | None = None
         self.run_id = time.strftime("%Y%m%dT%H%M%S")  # tags every job of this run (AWS Batch, cost reports)
         self.warned: set[str] = set()  # jobs already reported as stuck in RUNNABLE
+        self.recoveries: dict[str, int] = {}  # spot reclaims, moves to on-demand, OOM resubmissions
         outdir = str(options.outdir)
         self.outdir = outdir if storage.is_s3(outdir) else str(Path(outdir).resolve())
 
@@ -281,7 +282,13 @@ class Run:
                 if todo:
                     self._run_jobs(backend, plan, todo, progress, on_done)
         finally:
+            self.recoveries = backend.retries()
             backend.close()
+        if any(self.recoveries.values()):
+            print(
+                "Recovered by the backend: "
+                + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.recoveries.items())
+            )
         self._publish(plan, failed_samples)
         self._write_info(plan, started)
         return self._summarise(plan, failed_samples)
@@ -329,6 +336,7 @@ class Run:
             "max_memory_mib": self.o.max_memory_mib,
             "runtime": self.runtime.describe() if self.runtime else "",
             "backend": self.o.backend + (f" (stack {self.o.aws_stack})" if self.o.aws_stack else ""),
+            "recovered_by_backend": self.recoveries,
             **self.o.params.__dict__,
         }
         (info / "params.json").write_text(json.dumps(params, indent=2) + "\n")

@@ -159,6 +159,9 @@ class RoutedBackend(Backend):
     def stuck(self, seconds: float) -> list[str]:
         return self.remote.stuck(seconds) + self.local.stuck(seconds)
 
+    def retries(self) -> dict[str, int]:
+        return self.remote.retries()
+
     def close(self) -> None:
         self.remote.close()
         self.local.close()
