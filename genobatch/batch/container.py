@@ -30,13 +30,12 @@ from typing import Any
 from .runtime import (
     ATTEMPT_MARKER_ENV,
     HostRuntime,
-    LaunchError,
     LaunchSpec,
     ProcessExit,
     RunningProcess,
     Runtime,
     kill_group,
-    process_start_time,
+    start_process,
 )
 
 RUNTIMES = ("podman", "docker")
@@ -127,26 +126,11 @@ class ContainerRuntime:
             "HOME": str(spec.work_dir),
             "TMPDIR": str(spec.work_dir),
         }
-        with open(spec.log_dir / "stdout.log", "wb") as out, open(spec.log_dir / "stderr.log", "wb") as err:
-            try:
-                popen = subprocess.Popen(
-                    self.run_argv(spec, name, sorted(environment)),
-                    cwd=spec.log_dir,
-                    env={**self.host.base_environment, **environment},  # `--env NAME` takes the value from here
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError as exc:
-                raise LaunchError(f"{self.binary}: {exc.strerror or exc}") from None
-        return RunningProcess(
+        return start_process(
             spec,
-            popen.pid,
-            os.pidfd_open(popen.pid),
-            process_start_time(popen.pid),
-            popen,
+            self.run_argv(spec, name, sorted(environment)),
+            spec.log_dir,
+            {**self.host.base_environment, **environment},  # `--env NAME` takes the value from here
             runtime=self.name,
             image=spec.image,
             container=name,

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .model import Mount
 
@@ -96,6 +96,26 @@ def kill_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+def start_process(spec: LaunchSpec, argv: list[str], cwd: Path, env: dict[str, str], **labels: Any) -> RunningProcess:
+    """Start ``argv`` as the attempt's process: its own session, output to the attempt's log files.
+    ``labels`` (runtime, image, container) describe what it runs in."""
+    with open(spec.log_dir / "stdout.log", "wb") as out, open(spec.log_dir / "stderr.log", "wb") as err:
+        try:
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise LaunchError(f"{argv[0]}: {exc.strerror or exc}") from None
+    return RunningProcess(spec, popen.pid, os.pidfd_open(popen.pid), process_start_time(popen.pid), popen, **labels)
+
+
 class HostRuntime:
     """Run the command directly on this machine (no shell unless the command is one)."""
 
@@ -106,21 +126,7 @@ class HostRuntime:
 
     def launch(self, spec: LaunchSpec) -> RunningProcess:
         os.makedirs(spec.work_dir, exist_ok=True)
-        with open(spec.log_dir / "stdout.log", "wb") as out, open(spec.log_dir / "stderr.log", "wb") as err:
-            try:
-                popen = subprocess.Popen(
-                    spec.command,
-                    cwd=spec.work_dir,
-                    env={**self.base_environment, **spec.environment},
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError as exc:
-                raise LaunchError(f"{spec.command[0]}: {exc.strerror or exc}") from None
-        return RunningProcess(spec, popen.pid, os.pidfd_open(popen.pid), process_start_time(popen.pid), popen)
+        return start_process(spec, spec.command, spec.work_dir, {**self.base_environment, **spec.environment})
 
     def signal(self, proc: RunningProcess, signum: int) -> None:
         kill_group(proc.pid, signum)
