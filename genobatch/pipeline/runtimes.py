@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable, check_runtime
+from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable
 from genobatch.batch.model import Mount
 from genobatch.batch.runtime import HostRuntime, Runtime
 from genobatch.images import IMAGES, image_for, image_ref, status
@@ -78,11 +78,10 @@ def choose(choice: str) -> RunRuntime:
 
 def _containers(binary: str) -> RunRuntime:
     try:
-        check_runtime(binary)
+        rows = status(binary)  # checks first that the runtime works
     except RuntimeUnavailable as exc:
         raise InputError([Problem(Path(binary), None, exc.problem, exc.fix)]) from None
     images, versions = {}, {}
-    rows = status(binary)
     unusable = [
         f"{row.ref} ({'stale: other job-runner code' if row.present else 'missing'})"
         for row in rows
