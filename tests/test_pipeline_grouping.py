@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from genobatch.batch.model import MAX_ARRAY_SIZE
-from genobatch.pipeline.execute import Run
+from genobatch.pipeline.grouping import group
 from genobatch.pipeline.tasks import Task
 
 
 def test_a_scatter_larger_than_an_array_is_split_into_several() -> None:
     tasks = [Task(f"align:S1:L1:{i}", "align", "S1", [], []) for i in range(MAX_ARRAY_SIZE + 2)]
     tasks += [Task("align:S2:L1:0", "align", "S2", [], []), Task("merge:S1", "merge", "S1", [], [])]
-    jobs = Run.__new__(Run)._group(tasks)
+    jobs = group(tasks)
     assert [(job.name, len(job.tasks)) for job in jobs] == [
         ("align-S1", MAX_ARRAY_SIZE),
         ("align-S1-1", 2),

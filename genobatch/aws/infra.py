@@ -179,8 +179,7 @@ class Stack:
         kinds = ["spot", "ondemand"] if options.spot else ["ondemand"]
         for kind in kinds:
             name = self.names.compute_environment(kind)
-            found = batch.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
-            if found and found[0].get("status") != "DELETED":
+            if _describe_environment(batch, name):
                 self._report("compute-environment", name, "exists")
                 continue
             resources: dict[str, Any] = {
@@ -207,8 +206,7 @@ class Stack:
         queues = {"ondemand": ["ondemand"], "spot": kinds}  # the default queue tries spot first
         for queue, environments in queues.items():
             name = self.names.queue(queue)
-            found = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
-            if found and found[0].get("status") != "DELETED":
+            if _describe_queue(batch, name):
                 self._report("job-queue", name, "exists")
                 continue
             order = [
@@ -250,8 +248,7 @@ class Stack:
                 self._report("ecr-repository", name, "missing")
         for kind in ("spot", "ondemand"):
             name = self.names.compute_environment(kind)
-            found = batch.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
-            env = found[0] if found else None
+            env = _describe_environment(batch, name)
             state = (
                 "missing"
                 if env is None
@@ -262,8 +259,7 @@ class Stack:
             self._report("compute-environment", name, state)
         for kind in ("spot", "ondemand"):
             name = self.names.queue(kind)
-            found = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
-            queue = found[0] if found else None
+            queue = _describe_queue(batch, name)
             state = "missing" if queue is None else "ok" if queue.get("state") == "ENABLED" else "BROKEN: disabled"
             self._report("job-queue", name, state)
         return self.changes

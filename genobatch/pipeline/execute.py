@@ -9,7 +9,6 @@ The work directory (``--work-dir``, default ``./work``) holds everything that is
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -19,13 +18,13 @@ from typing import Any
 
 from genobatch.aws.pricing import INSTANCE_FAMILIES
 from genobatch.batch.backend import Backend, JobState
-from genobatch.batch.model import MAX_ARRAY_SIZE
 from genobatch.report.html import write_report
 from genobatch.report.trace import TraceRow, write_trace
 from genobatch.storage import s3 as storage
 
 from . import estimate, germline, runtimes
 from .germline import Params, Published
+from .grouping import Job, jobs_for
 from .inputs import (
     FastaFacts,
     FileFacts,
@@ -43,7 +42,6 @@ from .runtimes import RunRuntime
 from .sites import LocalSite, Site
 from .tasks import Task
 
-SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
 STUCK_SECONDS = 600  # a job RUNNABLE this long is reported, with the batch system's reason
 STEPS = ["reference", "fastqc", "split", "align", "merge", "bamstats", "call", "concat", "vcfstats", "multiqc", "joint"]
 
@@ -65,14 +63,6 @@ class Options:
     backend: str = "local"  # or "awsbatch" (needs aws_stack)
     aws_stack: str | None = None
     endpoint_url: str | None = None
-
-
-@dataclass
-class Job:
-    tasks: list[Task]
-    name: str
-    job_id: str = ""
-    state: JobState | None = None
 
 
 @dataclass
@@ -226,7 +216,7 @@ class Run:
                     f"{step:<10} {sum(c.values()):>6} {c['run']:>5} {c['cached']:>7}  "
                     f"{example.vcpus:>4}  {example.memory_mib:>5} MiB"
                 )
-        for job in self._jobs(plan.needed):
+        for job in jobs_for(plan.needed):
             first = job.tasks[0]
             size = f" (array of {len(job.tasks)})" if len(job.tasks) > 1 else ""
             command = " | ".join(" ".join(a) for a in first.pipes[0].argv) if first.pipes else first.builtin
@@ -375,37 +365,6 @@ class Run:
         return 1
 
     # --- running ------------------------------------------------------------------------------------------
-    def _jobs(self, tasks: list[Task]) -> list[Job]:
-        """Tasks grouped into jobs (a sample's chunks or regions become one array job), longest downstream
-        chain first: the engine starts jobs in submission order, so the critical path is not left waiting
-        behind leaves such as FastQC. Still dependency order, as an upstream task is always higher."""
-        height: dict[str, int] = {}
-        names = {t.name for t in tasks}
-        for task in reversed(tasks):
-            height.setdefault(task.name, 1)
-            for up in task.upstream:
-                if up in names:
-                    height[up] = max(height.get(up, 1), height[task.name] + 1)
-        return self._group(sorted(tasks, key=lambda t: -height[t.name]))
-
-    def _group(self, tasks: list[Task]) -> list[Job]:
-        """A sample's chunks (or regions) become one array job, a new one every MAX_ARRAY_SIZE tasks."""
-        open_jobs: dict[tuple[str, str | None], Job] = {}
-        jobs: list[Job] = []
-        for task in tasks:
-            group = (task.step, task.sample)
-            if task.step not in SCATTERED:
-                jobs.append(Job([task], task.name.replace(":", "-")))
-            elif group in open_jobs and len(open_jobs[group].tasks) < MAX_ARRAY_SIZE:
-                open_jobs[group].tasks.append(task)
-            else:
-                part = sum(1 for job in jobs if job.tasks[0].step == task.step and job.tasks[0].sample == task.sample)
-                open_jobs[group] = Job([task], f"{task.step}-{task.sample}" + (f"-{part}" if part else ""))
-                jobs.append(open_jobs[group])
-        for job in jobs:
-            job.name = re.sub(r"[^A-Za-z0-9_-]", "_", job.name)[:128]
-        return jobs
-
     @property
     def site(self) -> Site:
         assert self._site is not None, "plan() chooses the site"
@@ -450,7 +409,7 @@ class Run:
         """Submit ``tasks`` as jobs and follow them until all have ended."""
         by_name = {t.name: t for t in plan.tasks}
         cached = Counter(by_name[name].step for name in plan.cached)
-        jobs = self._jobs(tasks)
+        jobs = jobs_for(tasks)
         job_of_key = {t.key: job for job in jobs for t in job.tasks}
         self._submit(backend, jobs, job_of_key, by_name)
         children = {
