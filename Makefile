@@ -27,6 +27,7 @@ batch-demo: $(STAMP) images
 
 lint: $(STAMP)
 	$(BIN)/ruff check genobatch tests bench examples
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

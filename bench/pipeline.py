@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from genobatch.pipeline.execute import Options, Run
-from genobatch.pipeline.germline import Params
+from genobatch.pipeline.planner import Params
 
 ROOT = Path(__file__).resolve().parent.parent
 ECOLI = ROOT / "data" / "ecoli" / "GCF_000005845.2_ASM584v2_genomic.fna.gz"
@@ -164,7 +164,7 @@ def genobatch_case(sheet: Path, ref: Path, folder: Path, cores: int, ploidy: int
             ref,
             folder / "results",
             folder / "work",
-            Params(ploidy=ploidy, vcpus=cores),
+            Params(ploidy=ploidy),
             max_cpus=cores,
             live_progress=False,
             runtime="host",  # the peers run the host's tools too

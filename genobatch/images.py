@@ -1,31 +1,40 @@
 """Tool images: ``images/<name>/Containerfile``, one per tool as AWS Batch job definitions reference them.
 
-``genobatch images build`` builds a base image (Debian, Python with boto3, a non-root user), then each image
-on it: its tools, then the job runner's code (``RUNNER_FILES``) as the last layer. It runs each tool inside
-its image to read its version (the smoke test) and records the versions (label ``io.genobatch.tools``, which
-runs read to key their caches) and a digest of the runner's code (``io.genobatch.runner``: an image with
-other runner code is stale and is not used). No registry is needed: ``--base`` takes a locally imported
-Debian (``scripts/setup-podman.sh`` makes one).
+``genobatch images build`` builds a base image (Debian, Python with boto3, a non-root user), then the runner
+image and each image the steps name: its tools, then the job runner's code (``RUNNER_FILES``) as the last
+layer. It runs each tool inside its image to read its version (the smoke test: the tool's version command
+from the step declarations) and records the versions (label ``io.genobatch.tools``, which runs read to key
+their caches) and a digest of the runner's code (``io.genobatch.runner``: an image with other runner code is
+stale and is not used). No registry is needed: ``--base`` takes a locally imported Debian
+(``scripts/setup-podman.sh`` makes one).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from genobatch import __version__
 from genobatch.batch.container import check_runtime, image_labels
-from genobatch.pipeline.tools import probe_version
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 IMAGES_DIR = PACKAGE_DIR.parent / "images"
 # What of the genobatch package runs inside the images (standard library and boto3 only).
-RUNNER_FILES = ("__init__.py", "pipeline/__init__.py", "pipeline/runner.py", "storage/__init__.py", "storage/s3.py")
+RUNNER_FILES = (
+    "__init__.py",
+    "pipeline/__init__.py",
+    "pipeline/runner.py",
+    "pipeline/chunks.py",
+    "storage/__init__.py",
+    "storage/s3.py",
+)
 RUNNER_LABEL = "io.genobatch.runner"
 REPOSITORY = "localhost/genobatch"
 LOCAL_BASE = "localhost/debian-base:bookworm"  # what scripts/setup-podman.sh imports from debootstrap
@@ -33,20 +42,16 @@ REGISTRY_BASE = "docker.io/library/debian:bookworm-slim"
 TOOLS_LABEL = "io.genobatch.tools"
 
 
+VERSION = re.compile(r"(\d+(?:\.\d+)+[\w.+~-]*)")  # the first dotted number a tool prints
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     name: str
-    tools: tuple[str, ...]  # tools whose versions the image records (and whose tasks it can run)
+    tools: tuple[tuple[str, str], ...] = ()  # (tool, the command that prints its version): recorded at build
 
 
-# The runner first: every tool image is built FROM it.
-IMAGES = (
-    ImageSpec("runner", ()),
-    ImageSpec("fastqc", ("fastqc",)),
-    ImageSpec("bwa", ("bwa", "samtools")),
-    ImageSpec("samtools", ("samtools",)),
-    ImageSpec("bcftools", ("bcftools",)),
-)
+RUNNER = ImageSpec("runner")  # the job runner alone: barrier jobs, and the base of nothing else
 
 
 class ImageError(Exception):
@@ -57,11 +62,15 @@ def image_ref(name: str, repository: str = REPOSITORY, tag: str = __version__) -
     return f"{repository}/{name}:{tag}"
 
 
-def image_for(tools: Iterable[str]) -> ImageSpec | None:
-    """The smallest image that holds all these tools (None: no image does, e.g. MultiQC)."""
-    wanted = set(tools)
-    fitting = [spec for spec in IMAGES if wanted <= set(spec.tools)]
-    return min(fitting, key=lambda spec: len(spec.tools)) if fitting else None
+def probe_version(command: str, prefix: Sequence[str] = ()) -> str | None:
+    """The version a tool's command prints (stdout or stderr), run after ``prefix`` (``podman run IMAGE``).
+    bwa prints it in its usage text and exits 1: the exit status is not looked at."""
+    try:
+        result = subprocess.run([*prefix, *shlex.split(command)], capture_output=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = VERSION.search((result.stdout + result.stderr).decode(errors="replace"))
+    return match.group(1) if match else None
 
 
 def runner_digest() -> str:
@@ -77,13 +86,14 @@ def parse_tools_label(label: str | None) -> dict[str, str]:
 
 
 def build(
+    specs: Sequence[ImageSpec],
     binary: str = "podman",
     base: str | None = None,
     repository: str = REPOSITORY,
     tag: str = __version__,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, str]]:
-    """Build every image; returns image reference -> tool versions found inside it."""
+    """Build the base, the runner and these images; returns image reference -> tool versions found inside."""
     check_runtime(binary)
     if base is None:
         base = LOCAL_BASE if image_labels(binary, LOCAL_BASE) is not None else REGISTRY_BASE
@@ -96,7 +106,7 @@ def build(
             shutil.copy(PACKAGE_DIR / name, Path(context) / "genobatch" / name)
         log(f"building {base_ref} (from {base})")
         _podman_build(binary, context, "base", base_ref, args, {})
-        for spec in IMAGES:
+        for spec in (RUNNER, *specs):
             ref = image_ref(spec.name, repository, tag)
             log(f"building {ref}")
             _podman_build(binary, context, spec.name, ref, args, {})
@@ -128,8 +138,8 @@ def smoke_test(binary: str, ref: str, spec: ImageSpec) -> dict[str, str]:
     if check.returncode != 0:
         raise ImageError(f"{ref}: smoke test `genobatch-runner --help` failed: {check.stderr.strip()[-500:]}")
     versions = {}
-    for tool in spec.tools:
-        version = probe_version(tool, prefix)
+    for tool, command in spec.tools:
+        version = probe_version(command, prefix)
         if version is None:
             raise ImageError(f"{ref}: smoke test failed: {tool} does not run or print its version")
         versions[tool] = version
@@ -141,17 +151,27 @@ class ImageStatus:
     ref: str
     present: bool
     tools: dict[str, str]
-    stale: bool = False  # built from other job-runner code than this genobatch's
+    stale: str = ""  # why it cannot be used as it is: other job-runner code, or a tool it lacks
+
+    @property
+    def usable(self) -> bool:
+        return self.present and not self.stale
 
 
-def status(binary: str = "podman", repository: str = REPOSITORY, tag: str = __version__) -> list[ImageStatus]:
-    """Which images exist, and the tool versions each one recorded when it was built."""
+def status(
+    specs: Sequence[ImageSpec], binary: str = "podman", repository: str = REPOSITORY, tag: str = __version__
+) -> list[ImageStatus]:
+    """Which images exist (the runner's, then these), and the tool versions each recorded when it was built."""
     check_runtime(binary)
     rows = []
-    for spec in IMAGES:
+    for spec in (RUNNER, *specs):
         ref = image_ref(spec.name, repository, tag)
-        found = image_labels(binary, ref)
-        labels = found or {}
-        stale = found is not None and labels.get(RUNNER_LABEL) != runner_digest()
-        rows.append(ImageStatus(ref, found is not None, parse_tools_label(labels.get(TOOLS_LABEL)), stale))
+        labels = image_labels(binary, ref)
+        tools = parse_tools_label((labels or {}).get(TOOLS_LABEL))
+        stale = ""
+        if labels is not None and labels.get(RUNNER_LABEL) != runner_digest():
+            stale = "other job-runner code"
+        elif labels is not None and (missing := [tool for tool, _ in spec.tools if tool not in tools]):
+            stale = f"no {', '.join(missing)}"
+        rows.append(ImageStatus(ref, labels is not None, tools, stale))
     return rows

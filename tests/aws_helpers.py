@@ -238,8 +238,9 @@ def prepare_stack(server: MotoServer, stack: str) -> Any:
     """``aws up`` once per session, and the tool images tagged with their ECR names."""
     from genobatch.aws.clients import Aws
     from genobatch.aws.infra import Stack, StackOptions, push_images
+    from genobatch.pipeline.library import Library
 
-    infra = Stack(Aws(endpoint_url=server.endpoint), stack)
+    infra = Stack(Aws(endpoint_url=server.endpoint), stack, [spec.name for spec in Library.load().images])
     if stack not in _STACKS:
         infra.up(StackOptions(stack))
         push_images(infra, push=False)  # moto's ECR stores no images: podman has them under the ECR names

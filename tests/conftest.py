@@ -12,8 +12,16 @@ import pytest
 from genobatch.batch import BatchClient, Engine, Settings
 from genobatch.batch.store import Store
 
+from .container_helpers import require_podman
+
 # Short grace and poll times keep tests fast; production defaults are larger.
 FAST = Settings(poll_interval=0.05, kill_grace_seconds=1.0, memory_poll_seconds=0.1)
+
+
+@pytest.fixture(scope="module")
+def podman() -> None:
+    """podman and the tool images: a skip without them, a failure in CI (GENOBATCH_REQUIRE_PODMAN=1)."""
+    require_podman()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from genobatch.batch.container import RuntimeUnavailable, check_runtime
 from genobatch.images import image_ref, status
+from genobatch.pipeline.library import Library
 
 RUNNER = image_ref("runner")
 
@@ -18,7 +19,7 @@ def podman_missing() -> str | None:
         check_runtime("podman")
     except RuntimeUnavailable as exc:
         return str(exc)
-    missing = [row.ref for row in status("podman") if not row.present]
+    missing = [row.ref for row in status(Library.load().images, "podman") if not row.present]
     return f"images missing ({', '.join(missing)}): genobatch images build" if missing else None
 
 

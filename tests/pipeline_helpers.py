@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from genobatch.pipeline.library import Library
+from genobatch.pipeline.tools import host_path
+
 DATA = Path(__file__).resolve().parent.parent / "data"
 DATASETS = {  # dataset -> (reference, ploidy)
     "measles": ("MH356245.1.reference.fasta", 1),
     "sarscov2": ("MN908947.3.fa", 1),
 }
-TOOLS = ("bwa", "samtools", "bcftools", "fastqc")
+TOOLS = sorted({tool for step in Library.load().steps.values() for tool in step.tools})  # what the steps run
 
 needs_tools = pytest.mark.skipif(
-    any(shutil.which(t) is None for t in TOOLS), reason="bioinformatics tools not installed: run ./bootstrap test"
+    any(shutil.which(t, path=host_path()) is None for t in TOOLS),
+    reason="bioinformatics tools not installed: run ./bootstrap test",
 )
 
 

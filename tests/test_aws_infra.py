@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 
 from genobatch.aws.policies import BATCH_SERVICE_POLICY, ECS_INSTANCE_POLICY, job_bucket_policy, trust_policy
+from genobatch.pipeline.library import Library
 
 from .aws_helpers import MotoServer, moto_server  # noqa: F401 - the fixture
 
@@ -68,7 +69,8 @@ def everything_of(server: MotoServer, stack: str) -> list[str]:
 def test_up_twice_status_down_leaves_nothing(moto_server: MotoServer) -> None:  # noqa: F811
     first = cli(moto_server, "up", "--name", "one")
     assert first.returncode == 0, first.stderr
-    assert "24 resource(s) created" in first.stdout
+    repositories = 1 + len(Library.load().images)  # the runner's image and each tool image the steps name
+    assert f"{19 + repositories} resource(s) created" in first.stdout
     second = cli(moto_server, "up", "--name", "one")
     assert second.returncode == 0 and "Nothing to change: everything exists." in second.stdout
     assert "created" not in second.stdout

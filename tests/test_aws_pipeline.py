@@ -12,6 +12,7 @@ import boto3
 
 from .aws_helpers import MotoServer, moto_server, prepare_stack  # noqa: F401 - the fixture
 from .pipeline_helpers import DATA, DATASETS, needs_tools, records, run_pipeline
+from .test_user_steps import STEPS
 
 
 @needs_tools
@@ -71,4 +72,40 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
     assert len([p for p in fetched if p.is_file()]) == 7, "the sheet and its local rewrite, 4 FASTQ, the reference"
     # Resume: everything is cached in S3, nothing runs again; the inputs are not downloaded again.
     again = run_pipeline(sheet_uri, fasta_uri, results, tmp_path / "work-aws", *aws_args)
+    assert "0 task(s) ran" in again.stdout
+
+
+@needs_tools
+def test_optional_and_user_steps_on_aws_batch_equal_the_local_run(moto_server: MotoServer, tmp_path: Path) -> None:  # noqa: F811
+    """The measles demo with every optional step and a user's own step (from a folder of theirs) on moto's
+    Batch, jobs in the tool images: VCFs equal to a local run's, the user's output published in S3."""
+    infra = prepare_stack(moto_server, "e2e")
+    steps = tmp_path / "my-steps"
+    steps.mkdir()
+    (steps / "idxstats.yaml").write_text(STEPS["idxstats.yaml"])
+    measles = DATA / "measles"
+    sheet, fasta = measles / "samples.csv", measles / "MH356245.1.reference.fasta"
+    common = ["--ploidy", "1", "--regions", "2", "--tools", "fastp,markdup,freebayes", "--steps", str(steps)]
+    local = tmp_path / "local"
+    run_pipeline(sheet, fasta, local, tmp_path / "work-local", *common)
+    results = f"s3://{infra.names.bucket}/measles"
+    aws_args = ["--backend", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
+    run = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *common, *aws_args)
+    assert "task(s) ran" in run.stdout, run.stdout
+    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=infra.names.bucket, Prefix="measles/")["Contents"]}
+    for sample in ("SRR7517490", "SRR7517498"):
+        for name in (f"{sample}.vcf.gz", f"{sample}.freebayes.vcf.gz"):
+            downloaded = tmp_path / "from-s3" / name
+            downloaded.parent.mkdir(exist_ok=True)
+            s3.download_file(infra.names.bucket, f"measles/{sample}/{name}", str(downloaded))
+            assert records(downloaded) == records(local / sample / name), name
+        assert f"measles/{sample}/idxstats/{sample}.idxstats" in keys
+        assert f"measles/{sample}/fastp/{sample}_1.fastp.json" in keys
+    trace = tmp_path / "trace.tsv"
+    s3.download_file(infra.names.bucket, "measles/pipeline_info/execution_trace.tsv", str(trace))
+    with open(trace) as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["status"] == "COMPLETED"]
+    assert {r["runtime"] for r in rows if r["step"] in ("idxstats", "fastp", "freebayes", "markdup")} == {"awsbatch"}
+    again = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *common, *aws_args)
     assert "0 task(s) ran" in again.stdout

@@ -25,15 +25,13 @@ from genobatch.batch.model import ExitReason, JobStatus, Mount
 from genobatch.images import image_ref
 from genobatch.pipeline import runtimes
 from genobatch.pipeline.inputs import InputError
+from genobatch.pipeline.library import Library
 
 from .conftest import FAST
-from .container_helpers import RUNNER, require_podman
+from .container_helpers import RUNNER
 from .pipeline_helpers import DATA, DATASETS, needs_tools, records, run_pipeline
 
-
-@pytest.fixture(scope="module")
-def podman() -> None:
-    require_podman()
+LIBRARY = Library.load()
 
 
 @pytest.fixture
@@ -167,13 +165,13 @@ def test_pipeline_refuses_missing_or_stale_images(podman: None, monkeypatch: pyt
     with monkeypatch.context() as patch:
         patch.setattr(images, "image_ref", lambda name, *_: f"localhost/genobatch/{name}:not-built")
         with pytest.raises(InputError) as caught:
-            runtimes.choose("podman")
+            runtimes.choose("podman", LIBRARY.select(), LIBRARY.image_names)
     [problem] = caught.value.problems
     assert "5 tool image(s) not usable" in problem.message and "not-built (missing)" in problem.message
     assert problem.fix == "genobatch images build --runtime podman"
     monkeypatch.setattr(images, "runner_digest", lambda: "other-runner-code")
     with pytest.raises(InputError) as caught:
-        runtimes.choose("podman")
+        runtimes.choose("podman", LIBRARY.select(), LIBRARY.image_names)
     assert "stale: other job-runner code" in caught.value.problems[0].message
 
 

@@ -14,14 +14,14 @@ import base64
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from genobatch import __version__
-from genobatch.images import IMAGES, ImageError, image_ref
+from genobatch.images import RUNNER, ImageError, image_ref
 
 from .batch_backend import AwsBatchSettings
 from .clients import Aws
@@ -72,8 +72,10 @@ class Change:
 
 
 class Stack:
-    def __init__(self, aws: Aws, name: str) -> None:
+    def __init__(self, aws: Aws, name: str, images: Sequence[str]) -> None:
+        """``images``: the genobatch tool images the steps run in (the runner's is added): an ECR repository each."""
         self.aws = aws
+        self.images = sorted({RUNNER.name, *images})
         self.names = Names(name, aws.account(), aws.region)
         self.changes: list[Change] = []
         self.network = Network(aws.client("ec2"), name, aws.region, self._report)
@@ -159,8 +161,8 @@ class Stack:
 
     def _repositories(self) -> None:
         ecr = self.aws.client("ecr")
-        for spec in IMAGES:
-            name = self.names.repository(spec.name)
+        for image in self.images:
+            name = self.names.repository(image)
             try:
                 ecr.describe_repositories(repositoryNames=[name])
                 self._report("ecr-repository", name, "exists")
@@ -239,8 +241,8 @@ class Stack:
                 self._report("iam-role", self.names.role(kind), "ok")
             except iam.exceptions.NoSuchEntityException:
                 self._report("iam-role", self.names.role(kind), "missing")
-        for spec in IMAGES:
-            name = self.names.repository(spec.name)
+        for image in self.images:
+            name = self.names.repository(image)
             try:
                 images = ecr.list_images(repositoryName=name)["imageIds"]
                 self._report("ecr-repository", name, f"ok ({len(images)} image(s))" if images else "ok (empty: push)")
@@ -300,8 +302,8 @@ class Stack:
 
     def _delete_repositories(self) -> None:
         ecr = self.aws.client("ecr")
-        for spec in IMAGES:
-            name = self.names.repository(spec.name)
+        for image in self.images:
+            name = self.names.repository(image)
             try:
                 ecr.delete_repository(repositoryName=name, force=True)
                 self._report("ecr-repository", name, "deleted")
@@ -398,9 +400,9 @@ def push_images(stack: Stack, binary: str = "podman", push: bool = True) -> list
     """Tag each local image with its ECR name in the stack's repositories; log in to ECR and push them."""
     ecr = stack.aws.client("ecr")
     targets = []
-    for spec in IMAGES:
-        target = stack.ecr_ref(spec.name)
-        run_checked([binary, "tag", image_ref(spec.name), target])
+    for image in stack.images:
+        target = stack.ecr_ref(image)
+        run_checked([binary, "tag", image_ref(image), target])
         targets.append(target)
     if push:
         data = ecr.get_authorization_token()["authorizationData"][0]

@@ -20,6 +20,7 @@ from . import jobs as job_ops
 from . import registry, views
 from .daemon import engine_pid, start_background_engine
 from .errors import ClientException
+from .model import TERMINAL_NAMES
 from .store import Store
 
 
@@ -96,7 +97,7 @@ class BatchClient:
             if len(details) != len(set(job_ids)):
                 missing = set(job_ids) - {d["jobId"] for d in details}
                 raise ClientException(f"unknown job id(s): {', '.join(sorted(missing))}")
-            if all(d["status"] in ("SUCCEEDED", "FAILED") for d in details):
+            if all(d["status"] in TERMINAL_NAMES for d in details):
                 return details
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs still running after {timeout} s")

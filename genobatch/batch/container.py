@@ -92,6 +92,12 @@ def image_labels(binary: str, image: str) -> dict[str, str] | None:
     return json.loads(result.stdout.strip() or "null") or {}
 
 
+def image_id(binary: str, image: str) -> str | None:
+    """The image's ID (a digest of its content), or None when there is no such image here."""
+    result = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def container_name(spec: LaunchSpec) -> str:
     state = spec.environment.get(ATTEMPT_MARKER_ENV, "").split("|")[0]
     digest = hashlib.sha256(state.encode()).hexdigest()[:8]

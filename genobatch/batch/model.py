@@ -21,6 +21,8 @@ MAX_EVALUATE_ON_EXIT_RULES = 5
 MAX_DEPENDS_ON = 20
 AWS_MIN_TIMEOUT_SECONDS = 60  # AWS refuses shorter timeouts; the local engine accepts >= 1 for tests
 DEFAULT_VCPUS = 1.0
+MIN_VCPUS = 0.25  # the smallest job the engine accepts
+MIN_MEMORY_MIB = 4
 DEFAULT_MEMORY_MIB = 2048
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 ACCOUNT = "000000000000"
@@ -44,6 +46,7 @@ class JobStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+TERMINAL_NAMES = tuple(s.value for s in TERMINAL_STATUSES)  # as describe-jobs spells them
 ACTIVE_STATUSES = (JobStatus.STARTING, JobStatus.RUNNING)
 QUEUED_STATUSES = (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE)
 
@@ -226,9 +229,10 @@ def parse_resources(props: dict[str, Any], base: Resources | None, where: str) -
         raise ClientException(
             f"{where}: vCPUs {vcpus!r} and memory {memory!r} must be numbers (memory in MiB)"
         ) from None
-    if vcpus_f < 0.25 or memory_i < 4:
+    if vcpus_f < MIN_VCPUS or memory_i < MIN_MEMORY_MIB:
         raise ClientException(
-            f"{where}: needs at least 0.25 vCPU and 4 MiB of memory, got {vcpus_f:g} vCPU, {memory_i} MiB"
+            f"{where}: needs at least {MIN_VCPUS:g} vCPU and {MIN_MEMORY_MIB} MiB of memory, "
+            f"got {vcpus_f:g} vCPU, {memory_i} MiB"
         )
     return Resources(vcpus_f, memory_i)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from genobatch import __version__
 from genobatch.batch import BatchClient, ClientException
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
+from genobatch.pipeline.inputs import InputError
 
-from . import aws, batch, engine, images, run
+from . import aws, batch, engine, images, run, steps
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
 
 
@@ -28,12 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(subparsers, common)
     engine.add_parser(subparsers, common)
     run.add_parser(subparsers, common)
+    steps.add_parser(subparsers, common)
     images.add_parser(subparsers, common)
     aws.add_parser(subparsers, common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        argv = run.with_params_file(sys.argv[1:] if argv is None else argv)
+    except InputError as exc:
+        sys.exit(run.bad_input(exc))
     args = build_parser().parse_args(argv)
     state_dir = Path(getattr(args, "state_dir", None) or default_state_dir()).expanduser().resolve()
     try:
@@ -43,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             code = run.run(args)
         elif args.command == "images":
             code = images.run(args)
+        elif args.command == "steps":
+            code = steps.run(args)
         elif args.command == "aws":
             code = aws.run(args)
         else:
@@ -54,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         operation = batch.operation_name(getattr(args, "verb", ""))
         print(f"\nAn error occurred ({exc.code}) when calling the {operation} operation: {exc}\n", file=sys.stderr)
         code = EXIT_CLIENT_ERROR
+    except InputError as exc:  # a step declaration or settings file that is not usable
+        code = run.bad_input(exc)
     except TimeoutError as exc:
         print(f"genobatch: {exc}", file=sys.stderr)
         code = 1

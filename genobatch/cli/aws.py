@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from genobatch.aws.clients import Aws
 from genobatch.aws.infra import Change, Stack, StackOptions, job_logs, push_images
 from genobatch.images import ImageError
+from genobatch.pipeline.library import Library
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -48,7 +49,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        stack = Stack(Aws(args.region or "", args.endpoint_url), args.name)
+        images = [spec.name for spec in Library.load().images]
+        stack = Stack(Aws(args.region or "", args.endpoint_url), args.name, images)
         if args.verb == "up":
             changes = stack.up(StackOptions(args.name, args.max_vcpus, args.spot, args.nat))
             show(changes)

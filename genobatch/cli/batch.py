@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from genobatch.batch import BatchClient
+from genobatch.batch.model import TERMINAL_NAMES, JobStatus
 
 from .awsargs import Field, add_fields, build_request
 
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace, client_for: Callable[[bool], BatchClient]) -> 
         _print(
             {"jobs": [{"jobId": d["jobId"], "status": d["status"], "statusReason": d["statusReason"]} for d in details]}
         )
-        return 0 if all(d["status"] == "SUCCEEDED" for d in details) else 1
+        return 0 if all(d["status"] == JobStatus.SUCCEEDED.value for d in details) else 1
     fields = VERBS[args.verb][1]
     request = build_request(args, fields)
     autostart = (
@@ -169,7 +170,7 @@ def _logs(client: BatchClient, args: argparse.Namespace) -> int:
             chosen = [p for p, name in zip(latest, ("stdout", "stderr"), strict=False) if args.stream in (name, "both")]
             offsets = dict.fromkeys(chosen, 0)
         drain()
-        if status in ("SUCCEEDED", "FAILED"):
+        if status in TERMINAL_NAMES:
             drain()
             break
         time.sleep(0.5)

@@ -9,6 +9,7 @@ from typing import Any
 from genobatch import __version__
 from genobatch.batch.container import RUNTIMES, RuntimeUnavailable
 from genobatch.images import REPOSITORY, ImageError, build, status
+from genobatch.pipeline.library import Library
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -29,19 +30,20 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        specs = Library.load().images
         if args.verb == "build":
-            build(args.runtime, args.base, args.repository, args.tag)
+            build(specs, args.runtime, args.base, args.repository, args.tag)
             return 0
-        rows = status(args.runtime, args.repository, args.tag)
+        rows = status(specs, args.runtime, args.repository, args.tag)
     except (RuntimeUnavailable, ImageError) as exc:
         print(f"genobatch: {exc}", file=sys.stderr)
         return 1
     width = max(len(row.ref) for row in rows)
     for row in rows:
         tools = ", ".join(f"{tool} {version}" for tool, version in row.tools.items()) or "job runner only"
-        state = "MISSING" if not row.present else f"STALE (other job-runner code): {tools}" if row.stale else tools
+        state = "MISSING" if not row.present else f"STALE ({row.stale}): {tools}" if row.stale else tools
         print(f"{row.ref:<{width}}  {state}")
-    unusable = [row for row in rows if row.stale or not row.present]
+    unusable = [row for row in rows if not row.usable]
     if unusable:
         print(
             f"{len(unusable)} image(s) missing or stale: genobatch images build --runtime {args.runtime}",

@@ -1,53 +1,84 @@
-"""``genobatch run``: the germline pipeline (nf-core conventions: --input sample sheet, --fasta, --outdir)."""
+"""``genobatch run``: a pipeline of steps over a sample sheet (nf-core conventions: --input, --fasta, --outdir,
+--tools, -params-file)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
+import difflib
 import sys
 from pathlib import Path
 from typing import Any
 
 from genobatch.batch import ClientException
 from genobatch.pipeline.execute import Options, Run
-from genobatch.pipeline.germline import Params
-from genobatch.pipeline.inputs import InputError
+from genobatch.pipeline.inputs import InputError, Problem
+from genobatch.pipeline.planner import Params
 from genobatch.pipeline.runtimes import CHOICES
+from genobatch.pipeline.units import memory_mib
+from genobatch.pipeline.yamlfile import load
 
 EXIT_BAD_INPUT = 2
+PARAMS_FILE = ("-params-file", "--params-file")
 
 
-def memory_mib(text: str) -> int:
-    """``8000`` (MiB), ``8GB``/``8G``/``8.GB`` (Nextflow style) or ``512MB``."""
-    match = re.fullmatch(r"(\d+(?:\.\d*)?)\s*\.?\s*([KMGT]?i?B?)?", text.strip(), re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size: use e.g. 16GB or 4000 (MiB)")
-    unit = (match.group(2) or "M").upper()[:1]
-    factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024, "B": 1 / 2**20}[unit]
-    return max(4, int(float(match.group(1)) * factor))
+def memory(text: str) -> int:
+    try:
+        return memory_mib(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def names(text: str) -> list[str]:
+    """``a,b,c`` (nf-core's --tools syntax); spaces around names are ignored."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
+    return value
+
+
+def ploidy(text: str) -> int:
+    if text not in ("1", "2"):
+        raise argparse.ArgumentTypeError(
+            f"ploidy {text} is not supported: bcftools call -m handles ploidy 1 (haploid) or 2 (diploid)"
+        )
+    return int(text)
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     run = subparsers.add_parser(
         "run",
         parents=[common],
-        help="run the germline pipeline (FASTQ -> QC, BAM, VCF)",
-        description="FASTQ samples + a reference in; per sample QC, an indexed BAM and a VCF "
-        "out, run as batch jobs. Finished work is reused (resume is the default).",
+        help="run the pipeline (FASTQ -> QC, BAM, VCF, and the steps you add)",
+        description="FASTQ samples + a reference in; per sample QC, an indexed BAM and VCFs out, run as batch "
+        "jobs. Finished work is reused (resume is the default). `genobatch steps` lists the steps.",
     )
+    add_arguments(run)
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--input", required=True, help="nf-core sample sheet (sample,fastq_1,fastq_2); path or s3://")
     run.add_argument("--fasta", required=True, help="reference FASTA (plain or gzip); path or s3://")
     run.add_argument("--outdir", required=True, help="results directory, or an s3:// URI")
     run.add_argument("--work-dir", type=Path, default=Path("work"), help="cache, engine state, logs (default ./work)")
-    run.add_argument("--ploidy", type=int, default=2, help="1 (haploid) or 2 (diploid, default)")
-    run.add_argument("--max-cpus", type=int, help="vCPUs the run may use (default: all)")
-    run.add_argument("--max-memory", type=memory_mib, help="memory the run may use, e.g. 16GB (default: all)")
-    run.add_argument("--chunk-reads", type=int, default=Params.chunk_reads, help="reads per alignment chunk")
+    run.add_argument("--tools", type=names, default=[], help="optional steps to add, e.g. fastp,markdup,freebayes")
+    run.add_argument("--skip-tools", type=names, default=[], help="steps to leave out, e.g. fastqc,multiqc")
+    run.add_argument(
+        "--steps", type=Path, action="append", default=[], help="your own step file or folder (repeatable)"
+    )
+    run.add_argument("-c", "--config", type=Path, help="per-step settings (cpus, memory, time, args): YAML")
+    run.add_argument(*PARAMS_FILE, dest="params_file", type=Path, help="these options from a YAML/JSON file")
+    run.add_argument("--ploidy", type=ploidy, default=2, help="1 (haploid) or 2 (diploid, default)")
+    run.add_argument("--max-cpus", type=positive, help="vCPUs the run may use (default: all)")
+    run.add_argument("--max-memory", type=memory, help="memory the run may use, e.g. 16GB (default: all)")
+    run.add_argument("--chunk-reads", type=positive, default=Params.chunk_reads, help="reads per alignment chunk")
     run.add_argument("--regions", type=int, default=0, help="variant-calling regions (default: one per Mb, up to 8)")
-    run.add_argument("--max-depth", type=int, help="bcftools mpileup -d (default: bcftools' own, 250)")
-    run.add_argument("--markdup", action="store_true", help="mark duplicates (samtools fixmate + markdup)")
-    run.add_argument("--joint", action="store_true", help="also call all samples together into joint/joint.vcf.gz")
+    run.add_argument("--max-depth", type=positive, help="bcftools mpileup -d (default: bcftools' own, 250)")
+    run.add_argument("--markdup", action="store_true", help="mark duplicates: the same as --tools markdup")
+    run.add_argument("--joint", action="store_true", help="call all samples together: the same as --tools joint")
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, resources, cache) and stop")
     run.add_argument("--explain", action="store_true", help="say why each task that will run is not cached")
     run.add_argument("--keep-intermediates", action="store_true", help="keep chunk BAMs and region VCFs")
@@ -69,21 +100,73 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("-resume", "--resume", action="store_true", help="accepted for Nextflow users: always on")
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.chunk_reads < 1 or args.regions < 0:
-        print("genobatch: error: --chunk-reads must be >= 1 and --regions >= 0", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    vcpus = args.max_cpus or len(os.sched_getaffinity(0))
-    params = Params(
-        ploidy=args.ploidy,
-        chunk_reads=args.chunk_reads,
-        regions=args.regions,
-        max_depth=args.max_depth,
-        markdup=args.markdup,
-        joint=args.joint,
-        vcpus=vcpus,
-    )
-    options = Options(
+def with_params_file(argv: list[str]) -> list[str]:
+    """``genobatch run -params-file FILE ...`` -> the file's options first, then the command line's (which win,
+    as in Nextflow). Keys are the long options' names, with ``-`` or ``_``; a bad key or value is an InputError
+    naming the file and line."""
+    if not argv or argv[0] != "run":
+        return argv
+    rest, path = [], None
+    args = iter(argv[1:])
+    for word in args:
+        if word in PARAMS_FILE:
+            path = Path(next(args, ""))
+        elif word.split("=", 1)[0] in PARAMS_FILE:
+            path = Path(word.split("=", 1)[1])
+        else:
+            rest.append(word)
+    if path is None:
+        return argv
+    return ["run", *params_file_options(path), *rest]
+
+
+def params_file_options(path: Path) -> list[str]:
+    data = load(path, "params file")
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "params_file"}
+    problems, words = [], []
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        action = actions.get(dest)
+        line = data.line_of(key)
+        if action is None:
+            close = difflib.get_close_matches(dest, list(actions), n=1)
+            fix = f"did you mean {close[0]!r}?" if close else "use the names of genobatch run's options"
+            problems.append(Problem(path, line, f"unknown option {key!r}", fix))
+            continue
+        flag = action.option_strings[-1]
+        values = value if isinstance(value, list) and isinstance(action, argparse._AppendAction) else [value]
+        for one in values:
+            problem = _check_value(action, one, path, line, key)
+            if problem:
+                problems.append(problem)
+            elif isinstance(action, argparse._StoreTrueAction):
+                words += [flag] if one else []
+            else:
+                words += [flag, ",".join(map(str, one)) if isinstance(one, list) else str(one)]
+    if problems:
+        raise InputError(problems)
+    return words
+
+
+def _check_value(action: argparse.Action, value: Any, path: Path, line: int, key: str) -> Problem | None:
+    if isinstance(action, argparse._StoreTrueAction):
+        return None if isinstance(value, bool) else Problem(path, line, f"{key} must be true or false", "")
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    try:
+        converted = action.type(text) if callable(action.type) else text
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        return Problem(path, line, f"{key}: {exc or 'not a valid value'}", action.help or "")
+    if action.choices is not None and converted not in action.choices:
+        return Problem(path, line, f"{key}: {value!r} is not one of {list(action.choices)}", "")
+    return None
+
+
+def options(args: argparse.Namespace) -> Options:
+    tools = list(args.tools) + ["markdup"] * args.markdup + ["joint"] * args.joint
+    params = Params(ploidy=args.ploidy, chunk_reads=args.chunk_reads, regions=args.regions, max_depth=args.max_depth)
+    return Options(
         args.input,
         args.fasta,
         args.outdir,
@@ -98,14 +181,28 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         aws_stack=args.aws_stack,
         endpoint_url=args.endpoint_url,
+        tools=list(dict.fromkeys(tools)),
+        skip_tools=args.skip_tools,
+        steps=args.steps,
+        settings=args.config,
     )
-    try:
-        return Run(options).execute()
-    except InputError as exc:
-        print("genobatch: error: the input is not usable; nothing was run:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.regions < 0:
+        print("genobatch: error: --regions must be >= 0", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        return Run(options(args)).execute()
+    except InputError as exc:
+        return bad_input(exc)
     except ClientException as exc:  # e.g. --max-cpus above what this machine has
         print(f"genobatch: error: {exc}; nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def bad_input(exc: InputError) -> int:
+    print("genobatch: error: the input is not usable; nothing was run:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_BAD_INPUT

@@ -19,10 +19,11 @@ from typing import Any
 from genobatch.aws.batch_backend import AwsBatchBackend
 from genobatch.aws.clients import Aws
 from genobatch.aws.infra import Stack
+from genobatch.aws.pricing import price_table
 from genobatch.batch.backend import AttemptState, Backend, JobSpec
-from genobatch.images import image_for
 from genobatch.storage import s3 as storage
 
+from .declarations import HOST, Step
 from .inputs import InputError, Problem
 from .runtimes import RunRuntime
 from .sites import LocalSite, RoutedBackend, Site, task_file_name
@@ -30,6 +31,8 @@ from .tasks import Task, resolved_spec
 
 
 class AwsSite(Site):
+    capabilities = RoutedBackend.capabilities
+
     def __init__(
         self,
         work: Path,
@@ -37,14 +40,16 @@ class AwsSite(Site):
         stack_name: str,
         endpoint_url: str | None,
         digest: Callable[[Path], str],
+        images: list[str],
     ) -> None:
+        """``images``: the genobatch images the stack holds (an ECR repository each)."""
         if not stack_name:
             raise InputError(
                 [Problem(Path("--aws-stack"), None, "--backend awsbatch needs a stack", "--aws-stack NAME")]
             )
         self.work, self.runtime = work, runtime
         self.aws = Aws(endpoint_url=endpoint_url)
-        self.stack = Stack(self.aws, stack_name)
+        self.stack = Stack(self.aws, stack_name, images)
         problems = [c for c in self.stack.status() if c.action == "missing" or c.action.startswith("BROKEN")]
         if problems:
             listed = ", ".join(f"{c.kind} {c.name} ({c.action})" for c in problems)
@@ -109,13 +114,29 @@ class AwsSite(Site):
         uri = f"{self.root}/tasks/{task_file_name(name, specs)}"
         bucket, key = storage.split(uri)
         self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(specs).encode())
-        image_spec = image_for(tasks[0].tools)
         environment = {"AWS_ENDPOINT_URL": self.aws.endpoint_url} if self.aws.endpoint_url else {}
-        if image_spec is None:  # no image holds its tools: this machine runs it, staged the same way
+        image = tasks[0].image
+        if image == HOST:  # the step runs on the host's tools: this machine runs it, staged the same way
             command = [sys.executable, "-m", "genobatch.pipeline.runner", uri]
             return JobSpec(name, command, environment=environment, **fields)
-        image = self.stack.ecr_ref(image_spec.name)
-        return JobSpec(name, ["genobatch-runner", uri], image=image, environment=environment, **fields)
+        reference = self.stack.ecr_ref(image) if image in self.stack.images else image
+        return JobSpec(name, ["genobatch-runner", uri], image=reference, environment=environment, **fields)
+
+    def prices(self) -> dict[str, tuple[float, float, float]]:
+        return price_table()
+
+    def refuse(self, steps: list[Step]) -> list[Problem]:
+        """A job on Batch stages its files through S3 with genobatch's runner, which only genobatch's images
+        (and this machine, for ``image: host``) have."""
+        return [
+            step.problem(
+                "image",
+                f"step {step.name} runs in {step.image}, which has no genobatch runner to stage files from S3",
+                "on AWS Batch use a genobatch image (or build one FROM localhost/genobatch/runner), or image: host",
+            )
+            for step in steps
+            if step.image != HOST and step.image not in self.stack.images
+        ]
 
     def backend(self) -> Backend:
         self.batch = AwsBatchBackend(self.aws, self.stack.batch_settings(default_image=self.stack.ecr_ref("runner")))

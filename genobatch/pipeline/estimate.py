@@ -3,8 +3,9 @@
 A sample's task uses ``rate[step]`` vCPU-seconds per MB of the sample's FASTQ input, shared among the
 step's tasks of that sample (chunks, regions); other tasks (reference, MultiQC) use ``rate[step]`` vCPU-seconds
 each. Rates are learnt from the last run in the same work directory (``rates.json``, written from each run's
-trace), else taken from ``DEFAULT_RATES``, measured here on the bundled demo data with Debian 12's tools. This
-is a guide to the bill, not a quote: spot prices move, and instances are billed while they start and idle.
+trace), else taken from each step's declaration (``rate``), measured here on the bundled demo data with Debian
+12's tools. This is a guide to the bill, not a quote: spot prices move, and instances are billed while they
+start and idle. Prices come from the site (AWS Batch has them; this machine costs nothing extra).
 """
 
 from __future__ import annotations
@@ -13,26 +14,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from genobatch.aws.pricing import ON_DEMAND_PER_VCPU_HOUR, SPOT_FRACTION
 from genobatch.report.trace import TraceRow
 
 from .tasks import Task
-
-# vCPU-seconds per MB of a sample's gzipped FASTQ (per task for tasks of no sample). Measured 2026-11-21 on the
-# measles and SARS-CoV-2 demo data (2 vCPU AMD EPYC, bwa 0.7.17, samtools 1.16.1, bcftools 1.16, FastQC 0.11.9).
-DEFAULT_RATES = {  # the demo's own files are small, so fixed costs (JVM and process start) weigh heavily
-    "reference": 0.07,
-    "fastqc": 3.6,
-    "split": 0.5,  # not measured: the demo's lanes are one chunk each
-    "align": 0.8,
-    "merge": 0.17,
-    "bamstats": 0.07,
-    "call": 0.24,
-    "concat": 0.04,
-    "vcfstats": 0.04,
-    "multiqc": 2.4,
-    "joint": 1.0,  # not measured
-}
 
 
 def shares(tasks: list[Task], sample_mb: dict[str, float]) -> dict[str, float]:
@@ -45,7 +29,7 @@ def vcpu_seconds(tasks: list[Task], sample_mb: dict[str, float], rates: dict[str
     share = shares(tasks, sample_mb)
     total = 0.0
     for task in tasks:
-        rate = rates.get(task.step, DEFAULT_RATES.get(task.step, 1.0))
+        rate = rates.get(task.step, 1.0)
         total += rate * share[task.name] if task.sample else rate
     return total
 
@@ -65,12 +49,13 @@ def learn(rows: list[TraceRow], tasks: list[Task], sample_mb: dict[str, float]) 
     return {step: round(spent[step] / size[step], 3) for step in spent if size[step] > 0}
 
 
-def load_rates(path: Path) -> tuple[dict[str, float], str]:
+def load_rates(path: Path, declared: dict[str, float]) -> tuple[dict[str, float], str]:
+    """Rates learnt by earlier runs in this work directory over the steps' ``declared`` ones."""
     try:
         learnt: dict[str, float] = json.loads(path.read_text())
-        return {**DEFAULT_RATES, **learnt}, f"rates learnt from the last run in {path.parent}"
+        return {**declared, **learnt}, f"rates learnt from the last run in {path.parent}"
     except (OSError, ValueError):
-        return dict(DEFAULT_RATES), "default rates (run once in this --work-dir to learn your own)"
+        return dict(declared), "the steps' declared rates (run once in this --work-dir to learn your own)"
 
 
 def save_rates(path: Path, rates: dict[str, float]) -> None:
@@ -78,13 +63,12 @@ def save_rates(path: Path, rates: dict[str, float]) -> None:
         path.write_text(json.dumps(rates, indent=1, sort_keys=True))
 
 
-def cost_lines(seconds: float, families: list[str], source: str) -> list[str]:
+def cost_lines(seconds: float, prices: dict[str, tuple[float, float, float]], source: str) -> list[str]:
+    """``prices``: instance family -> (on-demand, spot low, spot high) dollars per vCPU-hour."""
     hours = seconds / 3600
     lines = [f"Estimated compute: {hours:.3f} vCPU-hours ({source})."]
-    for family in families:
-        price = ON_DEMAND_PER_VCPU_HOUR.get(family)
-        if price is None:
-            continue
-        low, high = (hours * price * f for f in SPOT_FRACTION)
-        lines.append(f"  {family}: on-demand ${hours * price:.4f}; spot about ${low:.4f}-${high:.4f}")
+    for family, (on_demand, low, high) in prices.items():
+        lines.append(
+            f"  {family}: on-demand ${hours * on_demand:.4f}; spot about ${hours * low:.4f}-${hours * high:.4f}"
+        )
     return lines

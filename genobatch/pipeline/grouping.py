@@ -1,5 +1,5 @@
-"""Tasks grouped into the jobs that run them: one job per task, except that a sample's chunks (align) or
-regions (call) become one array job, a new one every MAX_ARRAY_SIZE tasks."""
+"""Tasks grouped into the jobs that run them: one job per task, except that tasks of one group (a sample's
+chunks or regions of a step) become one array job, a new one every ``max_array_size`` tasks (the backend's)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from genobatch.batch.model import MAX_ARRAY_SIZE
-
 from .tasks import Task
-
-SCATTERED = ("align", "call")  # steps whose tasks of one sample become one array job
 
 
 @dataclass
@@ -21,7 +17,7 @@ class Job:
     job_id: str = ""
 
 
-def jobs_for(tasks: list[Task]) -> list[Job]:
+def jobs_for(tasks: list[Task], max_array_size: int) -> list[Job]:
     """The jobs for ``tasks``, longest downstream chain first: the engine starts jobs in submission order, so
     the critical path is not left waiting behind leaves such as FastQC. Still dependency order, as an
     upstream task is always higher."""
@@ -32,24 +28,24 @@ def jobs_for(tasks: list[Task]) -> list[Job]:
         for up in task.upstream:
             if up in names:
                 height[up] = max(height.get(up, 1), height[task.name] + 1)
-    return group(sorted(tasks, key=lambda t: -height[t.name]))
+    return group(sorted(tasks, key=lambda t: -height[t.name]), max_array_size)
 
 
-def group(tasks: list[Task]) -> list[Job]:
+def group(tasks: list[Task], max_array_size: int) -> list[Job]:
     """Tasks into jobs, in the order given."""
-    open_jobs: dict[tuple[str, str | None], Job] = {}
-    parts: Counter[tuple[str, str | None]] = Counter()  # array jobs made so far per (step, sample)
+    open_jobs: dict[str, Job] = {}
+    parts: Counter[str] = Counter()  # array jobs made so far per group
     jobs: list[Job] = []
     for task in tasks:
-        key = (task.step, task.sample)
-        if task.step not in SCATTERED:
+        key = task.group
+        if key is None:
             jobs.append(Job([task], task.name.replace(":", "-")))
-        elif key in open_jobs and len(open_jobs[key].tasks) < MAX_ARRAY_SIZE:
+        elif key in open_jobs and len(open_jobs[key].tasks) < max_array_size:
             open_jobs[key].tasks.append(task)
         else:
             part = parts[key]
             parts[key] += 1
-            open_jobs[key] = Job([task], f"{task.step}-{task.sample}" + (f"-{part}" if part else ""))
+            open_jobs[key] = Job([task], key.replace(":", "-") + (f"-{part}" if part else ""))
             jobs.append(open_jobs[key])
     for job in jobs:
         job.name = re.sub(r"[^A-Za-z0-9_-]", "_", job.name)[:128]

@@ -8,18 +8,17 @@ directory, so a resumed run does not read every FASTQ again.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
-import itertools
 import json
-import math
 import os
 import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+from .chunks import open_reads
 
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 HEADER = ["sample", "fastq_1", "fastq_2"]
@@ -142,17 +141,8 @@ def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
 
 
 # --- file contents ----------------------------------------------------------------------------------------
-def _open(path: Path) -> gzip.GzipFile | BinaryIO:
-    """gzip or plain, decided by the content, not the name."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(path, "rb")
-    return open(path, "rb")
-
-
 def _lines(path: Path) -> Iterator[bytes]:
-    with _open(path) as handle:
+    with open_reads(path) as handle:
         for line in handle:
             yield line.rstrip(b"\r\n")
 
@@ -247,49 +237,6 @@ def check_fasta(path: Path) -> FastaFacts:
     if empty:
         raise fail(first_line[empty[0]], f"contig {empty[0]!r} has no sequence", "remove it or add its sequence")
     return FastaFacts(contigs)
-
-
-def bwa_batches(first: Path, second: Path | None, batch_bases: int) -> list[int]:
-    """Reads (pairs) in each batch that ``bwa mem -K batch_bases`` will process, in order.
-
-    bwa estimates insert sizes per batch, so splitting reads anywhere else changes its output. This follows
-    bwa 0.7.17's bseq_read(): a batch ends after the first pair at which the bases read reach
-    ``batch_bases`` and an even number of sequences has been read.
-    """
-
-    def lengths(path: Path) -> Iterator[int]:
-        for number, line in enumerate(_lines(path)):
-            if number % 4 == 1:
-                yield len(line)
-
-    batches, size, reads, sequences = [], 0, 0, 0
-    mates = lengths(second) if second is not None else None
-    for length in lengths(first):
-        size += length + (next(mates) if mates is not None else 0)
-        reads += 1
-        sequences += 2 if mates is not None else 1
-        if size >= batch_bases and sequences % 2 == 0:
-            batches.append(reads)
-            size, reads, sequences = 0, 0, 0
-    if reads:
-        batches.append(reads)
-    return batches
-
-
-def chunk_sizes(batches: list[int], chunk_reads: int) -> list[int]:
-    """Whole bwa batches grouped into ceil(reads / chunk_reads) chunks of about equal size: the i-th cut is
-    the batch boundary nearest i/n of the reads. (Filling chunks greedily left a 500k and a 118k chunk on the
-    E. coli benchmark, and the big one alone set the run's length.)"""
-    total = sum(batches)
-    count = min(len(batches), max(1, math.ceil(total / chunk_reads)))
-    boundaries = list(itertools.accumulate(batches))[:-1]
-    cuts = [0]
-    for i in range(1, count):
-        nearest = min(boundaries, key=lambda end: abs(end - total * i / count))
-        if nearest > cuts[-1]:
-            cuts.append(nearest)
-    cuts.append(total)
-    return [end - start for start, end in itertools.pairwise(cuts)]
 
 
 # --- content identity -------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ class Progress:
         line = "; ".join(
             f"{step} " + " ".join(f"{counts[step][s]} {s}" for s in STATES if counts[step][s])
             for step in self.steps
-            if sum(counts[step].values())
+            if sum(counts.get(step, Counter()).values())
         )
         if line != self._last_line:
             print(f"[{time.monotonic() - self._started:7.1f}s] {line}", flush=True)
@@ -53,5 +53,5 @@ class Progress:
         for state in STATES:
             table.add_column(state, justify="right")
         for step in self.steps:
-            table.add_row(step, *(str(self.counts[step][s] or "") for s in STATES))
+            table.add_row(step, *(str(self.counts.get(step, Counter())[s] or "") for s in STATES))
         return table

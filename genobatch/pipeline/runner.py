@@ -20,7 +20,6 @@ Besides boto3 for S3 (imported only then) it uses only the standard library: the
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import resource
@@ -31,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from genobatch.pipeline import chunks
 
 STDERR_TAIL_LINES = 20
 
@@ -45,7 +46,7 @@ def _fill(argv: list[str], out: Path) -> list[str]:
 
 def run_pipe(pipe: dict[str, Any], out: Path) -> None:
     commands = [_fill(argv, out) for argv in pipe["argv"]]
-    stdout_file = open(out / pipe["stdout"], "wb") if pipe.get("stdout") else None  # noqa: SIM115
+    stdout_file = open(out / _fill([pipe["stdout"]], out)[0], "wb") if pipe.get("stdout") else None  # noqa: SIM115
     errors = [tempfile.TemporaryFile() for _ in commands]  # noqa: SIM115 - closed below
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -87,40 +88,7 @@ def run_pipe(pipe: dict[str, Any], out: Path) -> None:
             stdout_file.close()
 
 
-def split_fastq(args: dict[str, Any], out: Path) -> None:
-    """Cut a (pair of) FASTQ file(s) into chunks of ``sizes[i]`` records: chunk_<i>_R1.fastq [, _R2]."""
-    starts = [0]
-    for size in args["sizes"]:
-        starts.append(starts[-1] + size * 4)  # the line at which each chunk starts
-    for mate, source in enumerate(args["files"], start=1):
-        with gzip.open(source, "rb") if _is_gzip(source) else open(source, "rb") as handle:
-            sink: IO[bytes] | None = None
-            chunk = -1
-            for number, line in enumerate(handle):
-                if chunk + 1 < len(args["sizes"]) and number == starts[chunk + 1]:
-                    if sink is not None:
-                        sink.close()
-                    chunk += 1
-                    sink = open(out / f"chunk_{chunk}_R{mate}.fastq", "wb")  # noqa: SIM115 - plain: compressing cost more than it saved
-                assert sink is not None
-                sink.write(line)
-            if sink is not None:
-                sink.close()
-
-
-def copy_reference(args: dict[str, Any], out: Path) -> None:
-    """The reference as plain FASTA (decompressed if gzip), byte for byte otherwise."""
-    source = args["source"]
-    with gzip.open(source, "rb") if _is_gzip(source) else open(source, "rb") as src, open(out / "ref.fa", "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-
-
-def _is_gzip(path: str) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
-BUILTINS = {"split_fastq": split_fastq, "copy_reference": copy_reference}
+BUILTINS = {"fastq_chunk": chunks.cut}  # operations a task may ask the runner to do before its commands
 
 
 def run_task(spec: dict[str, Any]) -> None:
@@ -134,10 +102,13 @@ def run_task(spec: dict[str, Any]) -> None:
     partial.mkdir(parents=True)
     started = time.time()
     try:
-        if spec.get("builtin"):
-            BUILTINS[spec["builtin"]["op"]](spec["builtin"], partial)
+        builtin = spec.get("builtin") or {}
+        if builtin:
+            BUILTINS[builtin["op"]](builtin, partial)
         for pipe in spec["pipes"]:
             run_pipe(pipe, partial)
+        for name in builtin.get("names", []):  # what the builtin made for the commands (a chunk's reads)
+            (partial / name).unlink(missing_ok=True)
         missing = [name for name in spec["outputs"] if not (partial / name).exists()]
         if missing:
             raise TaskFailed(f"finished without writing {', '.join(missing)}")
@@ -209,6 +180,8 @@ def main() -> int:
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         print("usage: genobatch-runner TASKS.json  (runs the task at $AWS_BATCH_JOB_ARRAY_INDEX, default 0)")
         return 0 if sys.argv[1:] in (["--help"], ["-h"]) else 2
+    here = os.path.dirname(sys.executable)  # tools installed beside this Python (MultiQC) are found
+    os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])
     specs = load_tasks(sys.argv[1])
     index = int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
     spec = specs[index]

@@ -1,49 +1,63 @@
 """Where a run's jobs execute: the host's tools, or the tool images under podman/docker.
 
 ``choose`` decides before any compute starts (bad choices are InputErrors that say what to run). In container
-mode each job runs in the smallest image holding its tools, sees only its own task directories (writable) and
-its inputs (read-only), and the tool versions that key the cache are those the images recorded when built.
-Tasks whose tools no image holds (MultiQC, a Python library of genobatch itself) run on the host.
+mode each job runs in its step's image, sees only its own task directories (writable) and its inputs
+(read-only), and the tool versions that key the cache are those the images recorded when built. Steps with
+``image: host`` (MultiQC) run on the host; a step naming an image genobatch did not build runs in it, keyed by
+the image's ID.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable
+from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable, image_id
 from genobatch.batch.model import Mount
 from genobatch.batch.runtime import HostRuntime, Runtime
-from genobatch.images import IMAGES, image_for, image_ref, status
+from genobatch.images import image_ref, status
 
+from .declarations import HOST, Step
 from .inputs import InputError, Problem
+from .library import host_tools, image_specs
 from .tasks import Task, cache_path, task_dir
-from .tools import TOOLS, tool_versions
+from .tools import tool_versions
 
 CHOICES = ("auto", "host", *RUNTIMES)
-HOST_ONLY_TOOLS = ["multiqc"]  # no image holds them: their tasks run on the host
 
 
 @dataclass
 class RunRuntime:
     runtime: Runtime
     versions: dict[str, str]  # tool -> version, as recorded in the cache keys and the report
-    images: dict[str, str] = field(default_factory=dict)  # image name -> reference (container mode)
+    images: dict[str, str] = field(default_factory=dict)  # genobatch image name -> reference (container mode)
     note: str = ""  # why this runtime, for the summary and the report
 
     @property
     def name(self) -> str:
         return self.runtime.name
 
+    @property
+    def containers(self) -> bool:
+        return isinstance(self.runtime, ContainerRuntime)
+
     def describe(self) -> str:
         return f"{self.name}" + (f" ({self.note})" if self.note else "")
 
     def image(self, task: Task) -> str | None:
-        spec = image_for(task.tools) if self.images else None
-        return self.images[spec.name] if spec is not None else None
+        if not self.containers or task.image == HOST:
+            return None
+        return self.images.get(task.image, task.image)
+
+    def foreign(self, task: Task) -> bool:
+        """Runs in an image genobatch did not build: the job runs a bash script (``shellrunner``)."""
+        return self.image(task) is not None and task.image not in self.images
 
     def command(self, task: Task, task_file: Path) -> list[str]:
+        if self.foreign(task):
+            return ["bash", str(task_file.with_suffix(".sh"))]
         if self.image(task) is not None:
             return ["genobatch-runner", str(task_file)]
         return [sys.executable, "-m", "genobatch.pipeline.runner", str(task_file)]
@@ -53,40 +67,36 @@ class RunRuntime:
         if self.image(tasks[0]) is None:
             return []
         writable = {str(task_dir(cache, task.key)) for task in tasks}
-        readable = {str(task_file)}
+        readable = {str(task_file), *([str(task_file.with_suffix(".sh"))] if self.foreign(tasks[0]) else [])}
         for task in tasks:
             readable |= {str(cache_path(cache, keys[up])) for up in task.upstream}
             readable |= {str(path.resolve()) for path in task.files}
         return [Mount(p, p, False) for p in sorted(writable)] + [Mount(p, p, True) for p in sorted(readable)]
 
 
-def choose(choice: str) -> RunRuntime:
-    """Resolve ``--runtime``. ``auto`` takes podman, then docker, if it works and its images are built;
-    otherwise the host, saying why."""
+def choose(choice: str, steps: Sequence[Step], built: set[str]) -> RunRuntime:
+    """Resolve ``--runtime`` for these steps (``built``: the image names genobatch builds). ``auto`` takes
+    podman, then docker, if it works and the steps' images are built; otherwise the host, saying why."""
     if choice == "host":
-        return RunRuntime(HostRuntime(), tool_versions())
+        return RunRuntime(HostRuntime(), tool_versions(host_tools(steps)))
     if choice != "auto":
-        return _containers(choice)
+        return _containers(choice, steps, built)
     reasons = []
     for name in RUNTIMES:
         try:
-            return _containers(name)
+            return _containers(name, steps, built)
         except InputError as exc:
             reasons.append(exc.problems[0].message)
-    return RunRuntime(HostRuntime(), tool_versions(), note="no container runtime: " + "; ".join(reasons))
+    note = "no container runtime: " + "; ".join(reasons)
+    return RunRuntime(HostRuntime(), tool_versions(host_tools(steps)), note=note)
 
 
-def _containers(binary: str) -> RunRuntime:
+def _containers(binary: str, steps: Sequence[Step], built: set[str]) -> RunRuntime:
     try:
-        rows = status(binary)  # checks first that the runtime works
+        rows = status(image_specs(steps, built), binary)  # checks first that the runtime works
     except RuntimeUnavailable as exc:
         raise InputError([Problem(Path(binary), None, exc.problem, exc.fix)]) from None
-    images, versions = {}, {}
-    unusable = [
-        f"{row.ref} ({'stale: other job-runner code' if row.present else 'missing'})"
-        for row in rows
-        if row.stale or not row.present
-    ]
+    unusable = [f"{row.ref} ({'stale: ' + row.stale if row.stale else 'missing'})" for row in rows if not row.usable]
     if unusable:
         raise InputError(
             [
@@ -98,13 +108,19 @@ def _containers(binary: str) -> RunRuntime:
                 )
             ]
         )
-    for spec, row in zip(IMAGES, rows, strict=True):
-        images[spec.name] = row.ref
-        versions.update(row.tools)
-    absent = [tool for tool in TOOLS if tool not in versions and tool not in HOST_ONLY_TOOLS]
-    if absent:
-        raise InputError(
-            [Problem(Path(binary), None, f"no image records {', '.join(absent)}", "genobatch images build")]
-        )
-    versions.update(tool_versions(HOST_ONLY_TOOLS))
+    images = {spec.name: row.ref for spec, row in zip(image_specs(steps, built), rows[1:], strict=True)}
+    versions = {tool: version for row in rows for tool, version in row.tools.items()}
+    versions.update(tool_versions(host_tools([s for s in steps if s.image == HOST])))
+    for step in steps:
+        if step.foreign_image:
+            versions[f"image {step.image}"] = _foreign_image(binary, step)
     return RunRuntime(ContainerRuntime(binary), versions, images, note=f"images {image_ref('*')}")
+
+
+def _foreign_image(binary: str, step: Step) -> str:
+    """The ID of an image genobatch did not build: it keys the step's cache as tool versions do."""
+    found = image_id(binary, step.image)
+    if found is None:
+        message = f"image {step.image} of step {step.name} is not on this machine"
+        raise InputError([step.problem("image", message, f"{binary} pull {step.image} (or {binary} build it)")])
+    return found

@@ -20,6 +20,8 @@ from genobatch.batch.jobs import abandon_open_jobs
 from genobatch.batch.store import Store
 from genobatch.storage import s3 as storage
 
+from . import shellrunner
+from .declarations import Step
 from .inputs import InputError, Problem
 from .publish import publish
 from .runtimes import RunRuntime
@@ -28,6 +30,15 @@ from .tasks import Task, cache_path, runner_spec, task_dir
 
 class Site(ABC):
     runtime: RunRuntime
+    capabilities: Capabilities  # of the backend it runs jobs on (read before one is started: --dry-run)
+
+    def prices(self) -> dict[str, tuple[float, float, float]]:
+        """Instance family -> (on-demand, spot low, spot high) USD per vCPU-hour; none on this machine."""
+        return {}
+
+    def refuse(self, steps: list[Step]) -> list[Problem]:
+        """Steps this site cannot run, each with why and what to do instead (checked before any compute)."""
+        return []
 
     @abstractmethod
     def is_cached(self, key: str) -> bool: ...
@@ -61,6 +72,8 @@ def task_file_name(name: str, specs: list[dict[str, Any]]) -> str:
 class LocalSite(Site):
     """This machine: the engine in ``<work>/engine``, task outputs in ``<work>/cache``."""
 
+    capabilities = LocalBackend.capabilities
+
     def __init__(self, work: Path, runtime: RunRuntime, max_cpus: int | None, max_memory_mib: int | None) -> None:
         self.work, self.cache, self.runtime = work, work / "cache", runtime
         self.max_cpus, self.max_memory_mib = max_cpus, max_memory_mib
@@ -85,6 +98,8 @@ class LocalSite(Site):
         task_file = self.work / "tasks" / task_file_name(name, specs)
         task_file.parent.mkdir(parents=True, exist_ok=True)
         task_file.write_text(json.dumps(specs, indent=1))
+        if self.runtime.foreign(tasks[0]):
+            task_file.with_suffix(".sh").write_text(shellrunner.script(specs))
         return JobSpec(
             name,
             self.runtime.command(tasks[0], task_file),

@@ -1,9 +1,10 @@
 """Tasks: one unit of pipeline work, its content-based cache key, and the JSON the job runner executes.
 
 A task's commands are templates. ``{out}`` is its output directory, ``{in:NAME}`` the output directory of
-upstream task NAME, ``{file:N}`` its N-th input file, ``{threads}`` its vCPUs. Keys hash the templates, the
-tool versions, the parameters, the upstream tasks' keys and the input files' *contents*, never paths. The
-same work under another path or name is a cache hit, and a changed byte anywhere upstream is a miss.
+upstream task NAME, ``{file:N}`` its N-th input file, ``{threads}`` its vCPUs and ``{memory_mib}`` its memory.
+Keys hash the templates, the tool versions, the parameters, the upstream tasks' keys and the input files'
+*contents*, never paths nor resources. The same work under another path or name is a cache hit, and a
+changed byte anywhere upstream is a miss.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KEY_VERSION = "1"  # bump when the meaning of a task changes in a way the templates do not show
+KEY_VERSION = "2"  # bump when the meaning of a task changes in a way the templates do not show
 
 
 @dataclass
@@ -40,9 +41,12 @@ class Task:
     memory_mib: int = 1024
     upstream: list[str] = field(default_factory=list)  # task names referenced as {in:NAME}
     files: list[Path] = field(default_factory=list)  # external inputs, referenced as {file:N}
-    builtin: dict[str, Any] | None = None  # an operation the runner does itself (split, copy)
+    builtin: dict[str, Any] | None = None  # an operation the runner does first (cutting a chunk of reads)
     tools: list[str] = field(default_factory=list)  # whose versions belong in the key
+    image: str = "host"  # the step's image: a genobatch image name, an image reference, or "host"
     intermediate: bool = False  # deleted once every task that reads it has finished
+    group: str | None = None  # tasks with the same group run as one array job
+    timeout_seconds: int | None = None
     key: str = ""
 
     def compute_key(self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]) -> str:
@@ -52,7 +56,6 @@ class Task:
             "pipes": [p.to_json() for p in self.pipes],
             "outputs": self.outputs,
             "builtin": self.builtin,
-            "threads": self.vcpus,
             "tools": {t: versions.get(t, "?") for t in self.tools},
             "upstream": {name: upstream_keys[name] for name in self.upstream},
             "files": file_hashes,
@@ -66,7 +69,7 @@ class Task:
         """What the key is made of, by name, so ``--explain`` can say which part changed."""
         return {
             "command": hashlib.sha256(
-                json.dumps([p.to_json() for p in self.pipes] + [self.builtin, self.vcpus], sort_keys=True).encode()
+                json.dumps([p.to_json() for p in self.pipes] + [self.builtin], sort_keys=True).encode()
             ).hexdigest()[:12],
             **{f"tool {t}": versions.get(t, "?") for t in self.tools},
             **{f"input {name}": upstream_keys[name][:12] for name in self.upstream},
@@ -101,7 +104,7 @@ def resolved_spec(
     """The runner's JSON, with ``{in:NAME}`` and ``{file:N}`` resolved by the given functions."""
 
     def resolve(text: str) -> str:
-        text = text.replace("{threads}", str(task.vcpus))
+        text = text.replace("{threads}", str(max(1, int(task.vcpus)))).replace("{memory_mib}", str(task.memory_mib))
         for name in task.upstream:
             text = text.replace("{in:" + name + "}", upstream_dir(name))
         for i, path in enumerate(task.files):

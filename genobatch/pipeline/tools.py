@@ -1,46 +1,41 @@
-"""The tools the pipeline runs: are they installed, and which versions (part of every cache key).
-
-The same probe reads versions on the host and inside a tool image (``genobatch images build``), so that a
-run records what really ran, whichever runtime ran it.
+"""The tools the steps run on this machine (``--runtime host``): are they installed, which versions (part of
+every cache key). The version commands come from the step declarations; the same probe reads versions inside
+the tool images when ``genobatch images build`` smoke-tests them.
 """
 
 from __future__ import annotations
 
-import re
+import os
+import shlex
 import shutil
-import subprocess
 import sys
+from pathlib import Path
 
+from genobatch.images import probe_version
+
+from .declarations import HOST
 from .inputs import InputError, Problem
 
-# tool -> (command that prints the version, pattern that captures it, how to install it)
-TOOLS = {
-    "bwa": (["bwa"], r"Version: (\S+)", "apt-get install bwa"),
-    "samtools": (["samtools", "--version"], r"samtools (\S+)", "apt-get install samtools"),
-    "bcftools": (["bcftools", "--version"], r"bcftools (\S+)", "apt-get install bcftools"),
-    "fastqc": (["fastqc", "--version"], r"FastQC v(\S+)", "apt-get install fastqc"),
-    "multiqc": ([sys.executable, "-m", "multiqc", "--version"], r"version (\S+)", "pip install multiqc"),
-}
+
+def host_path() -> str:
+    """PATH with genobatch's own interpreter's folder first: tools installed beside it (MultiQC) are found."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
-def probe_version(tool: str, prefix: tuple[str, ...] = ()) -> str | None:
-    """The tool's version as its own output says, run after ``prefix`` (e.g. ``podman run IMAGE``)."""
-    command, pattern, _ = TOOLS[tool]
-    # bwa prints its version in the usage text and exits 1; that is expected here.
-    result = subprocess.run([*prefix, *command], capture_output=True, check=False)
-    match = re.search(pattern, (result.stdout + result.stderr).decode(errors="replace"))
-    return match.group(1) if match else None
-
-
-def tool_versions(tools: list[str] | None = None) -> dict[str, str]:
-    """Each host tool's version; raises InputError naming every missing tool and how to install it."""
+def tool_versions(tools: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Each host tool's version (``tools``: tool -> (version command, image)); raises InputError naming every
+    missing tool and where its package is named."""
     versions, problems = {}, []
-    for tool in tools if tools is not None else list(TOOLS):
-        command, _, install = TOOLS[tool]
-        if shutil.which(command[0]) is None:
-            problems.append(Problem(command[0], None, f"{tool} is not installed", install))  # type: ignore[arg-type]
+    path = host_path()
+    for tool, (command, image) in sorted(tools.items()):
+        program = shlex.split(command)[0]
+        found = shutil.which(program, path=path)
+        if found is None:
+            package = f" (its Debian package is named in images/{image}/Containerfile)" if image != HOST else ""
+            fix = f"install {program}{package}, or run in the tool images (genobatch images build; --runtime podman)"
+            problems.append(Problem(Path(program), None, f"{tool} is not installed", fix))
             continue
-        versions[tool] = probe_version(tool) or "unknown"
+        versions[tool] = probe_version(shlex.join([found, *shlex.split(command)[1:]])) or "unknown"
     if problems:
         raise InputError(problems)
     return versions

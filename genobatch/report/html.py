@@ -13,20 +13,6 @@ from jinja2 import Environment
 
 from .trace import TraceRow
 
-COLOURS = {
-    "reference": "#8c564b",
-    "fastqc": "#1f77b4",
-    "split": "#7f7f7f",
-    "align": "#ff7f0e",
-    "merge": "#2ca02c",
-    "call": "#d62728",
-    "concat": "#9467bd",
-    "bamstats": "#17becf",
-    "vcfstats": "#aec7e8",
-    "multiqc": "#bcbd22",
-    "joint": "#e377c2",
-}
-
 TEMPLATE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>genobatch run report</title>
 <style>
@@ -72,8 +58,10 @@ def write_report(
     started: float,
     finished: float,
     errors: dict[str, str],
+    colours: dict[str, str],
     width: int = 900,
 ) -> None:
+    """``colours``: each step's colour in the timeline (from its declaration)."""
     attempts = [r for r in rows if r.start and r.complete]
     origin = min((r.start for r in attempts if r.start), default=int(started * 1000))
     end = max((r.complete for r in attempts if r.complete), default=origin + 1)
@@ -84,7 +72,7 @@ def write_report(
             "x": (r.start - origin) * scale,
             "w": (r.complete - r.start) * scale,
             "seconds": (r.complete - r.start) / 1000,
-            "colour": COLOURS.get(r.step, "#999"),
+            "colour": colours.get(r.step, "#999"),
         }
         for r in sorted(attempts, key=lambda r: r.start or 0)
         if r.start and r.complete

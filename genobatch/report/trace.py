@@ -5,11 +5,29 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from genobatch.batch.model import ExitReason
 
 if TYPE_CHECKING:
     from genobatch.batch.backend import AttemptState, JobState
-    from genobatch.pipeline.tasks import Task
+
+
+class Task(Protocol):
+    """What a row needs of a pipeline task (the pipeline's ``Task`` has it)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def step(self) -> str: ...
+    @property
+    def sample(self) -> str | None: ...
+    @property
+    def vcpus(self) -> float: ...
+    @property
+    def memory_mib(self) -> int: ...
 
 
 @dataclass(kw_only=True)
@@ -39,24 +57,24 @@ class TraceRow:
     image: str = ""
 
     @staticmethod
-    def _task(task: Task, vcpus: float, memory: int) -> dict[str, Any]:
+    def _task(task: Task) -> dict[str, Any]:
         """The columns every row of a task shares."""
         return {
             "hash": task.key[:12],
             "name": task.name,
             "step": task.step,
             "sample": task.sample or "",
-            "vcpus": vcpus,
-            "memory_mib": memory,
+            "vcpus": task.vcpus,
+            "memory_mib": task.memory_mib,
         }
 
     @classmethod
-    def from_attempt(cls, task: Task, job: JobState, attempt: AttemptState, vcpus: float, memory: int) -> TraceRow:
+    def from_attempt(cls, task: Task, job: JobState, attempt: AttemptState) -> TraceRow:
         start, stop = attempt.started_at_ms, attempt.stopped_at_ms
         realtime = (stop - start) / 1000 if stop and start else None
-        ok = attempt.exit_reason is not None and attempt.exit_reason.value == "FINISHED"
+        ok = attempt.exit_reason is ExitReason.FINISHED
         return cls(
-            **cls._task(task, vcpus, memory),
+            **cls._task(task),
             task_id=job.job_id,
             status="COMPLETED" if ok else "FAILED",
             exit="" if attempt.exit_code is None else str(attempt.exit_code),
@@ -77,9 +95,9 @@ class TraceRow:
         )
 
     @classmethod
-    def not_run(cls, task: Task, job: JobState, vcpus: float, memory: int) -> TraceRow:
+    def not_run(cls, task: Task, job: JobState) -> TraceRow:
         return cls(
-            **cls._task(task, vcpus, memory),
+            **cls._task(task),
             task_id=job.job_id,
             status=job.status.value,
             exit_reason=job.status_reason or "",
@@ -87,8 +105,8 @@ class TraceRow:
         )
 
     @classmethod
-    def cached(cls, task: Task, vcpus: float, memory: int) -> TraceRow:
-        return cls(**cls._task(task, vcpus, memory), status="CACHED")
+    def cached(cls, task: Task) -> TraceRow:
+        return cls(**cls._task(task), status="CACHED")
 
 
 def write_trace(rows: list[TraceRow], path: Path) -> None:

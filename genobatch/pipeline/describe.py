@@ -1,0 +1,55 @@
+"""What ``--dry-run`` and ``--explain`` print: the plan per step and job, and why each task must run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .grouping import jobs_for
+from .tasks import Task
+from .workflow import Plan
+
+
+def describe_plan(plan: Plan, max_array_size: int) -> list[str]:
+    """Tasks per step (to run, cached), then each job with its array size, resources and first command."""
+    per_step: dict[str, Counter[str]] = defaultdict(Counter)
+    example: dict[str, Task] = {}
+    needed = {t.name for t in plan.needed}
+    for task in plan.tasks:
+        kind = "run" if task.name in needed else "cached" if task.name in plan.cached else "not needed"
+        per_step[task.step][kind] += 1
+        example.setdefault(task.step, task)
+    lines = [f"{'step':<10} {'tasks':>6} {'run':>5} {'cached':>7}  vCPU  memory"]
+    for step in plan.steps:
+        if step.name in per_step:
+            c, first = per_step[step.name], example[step.name]
+            lines.append(
+                f"{step.name:<10} {sum(c.values()):>6} {c['run']:>5} {c['cached']:>7}  "
+                f"{first.vcpus:>4}  {first.memory_mib:>5} MiB"
+            )
+    for job in jobs_for(plan.needed, max_array_size):
+        first = job.tasks[0]
+        size = f" (array of {len(job.tasks)})" if len(job.tasks) > 1 else ""
+        command = " | ".join(" ".join(a) for a in first.pipes[0].argv) if first.pipes else first.builtin
+        lines.append(f"  job {job.name}{size}: {first.vcpus} vCPU, {first.memory_mib} MiB: {command}")
+    return lines
+
+
+def explain(plan: Plan, index: Path) -> list[str]:
+    """Why each task that will run cannot use the cache, against what the last run's keys were made of."""
+    try:
+        previous = json.loads(index.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    lines = []
+    for task in plan.needed:
+        old = previous.get(task.name)
+        if old is None:
+            reason = "new: never ran in this work directory"
+        else:
+            now = plan.material[task.name]
+            changed = [k for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)]
+            reason = ("changed: " + ", ".join(changed)) if changed else "same inputs, but the cached output is gone"
+        lines.append(f"{task.name}: {reason}")
+    return lines

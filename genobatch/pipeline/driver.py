@@ -1,0 +1,125 @@
+"""The driver: runs a wave of tasks as batch jobs on a site's backend and follows them to their end. It knows
+nothing of any pipeline: tasks in, job states out, through the ``Backend`` contract.
+
+Tasks of one scatter (a sample's chunks or regions) become one array job, within the backend's declared
+array size; dependencies between tasks become ``dependsOn`` between jobs, so the batch system orders them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from genobatch.batch.backend import Backend, JobState
+from genobatch.batch.model import ACTIVE_STATUSES, JobStatus
+from genobatch.report.trace import TraceRow
+
+from .grouping import Job, jobs_for
+from .progress import Progress
+from .sites import Site
+from .tasks import Task
+
+STUCK_SECONDS = 600  # a job RUNNABLE this long is reported, with the batch system's reason
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class Driver:
+    site: Site
+    backend: Backend
+    progress: Progress
+    run_id: str  # tags every job of the run (AWS Batch, cost reports)
+    trace: list[TraceRow] = field(default_factory=list)
+    warned: set[str] = field(default_factory=set)  # jobs already reported as stuck
+    history: dict[str, Counter[str]] = field(default_factory=dict)  # done/failed per step in earlier waves
+
+    def run(
+        self, tasks: list[Task], every: list[Task], cached: set[str], on_end: Callable[[Task, JobState], None]
+    ) -> None:
+        """Submit ``tasks`` (``every``: all the run's tasks, for dependencies and counts) and follow them."""
+        by_name = {t.name: t for t in every}
+        cached_per_step = Counter(by_name[name].step for name in cached if name in by_name)
+        jobs = jobs_for(tasks, self.backend.capabilities.max_array_size)
+        job_of_key = {t.key: job for job in jobs for t in job.tasks}
+        self._submit(jobs, job_of_key, by_name)
+        children = {
+            (job.job_id if len(job.tasks) == 1 else f"{job.job_id}:{i}"): task
+            for job in jobs
+            for i, task in enumerate(job.tasks)
+        }
+        ended: dict[str, bool] = {}  # child -> succeeded
+        while len(ended) < len(children):
+            states = {s.job_id: s for s in self.backend.poll([c for c in children if c not in ended])}
+            for child, state in states.items():
+                if state.done:
+                    ended[child] = state.status is JobStatus.SUCCEEDED
+                    self._record(state, children[child])
+                    on_end(children[child], state)
+            counts = self._counts(cached_per_step, children, states, ended)
+            self.progress.update(counts)
+            self._warn_stuck()
+            if len(ended) < len(children):
+                time.sleep(POLL_SECONDS)
+        self.history = {step: Counter({k: c[k] for k in ("done", "failed")}) for step, c in counts.items()}
+
+    def _submit(self, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]) -> None:
+        keys = {t.name: t.key for t in by_name.values()}
+        minimum = self.backend.capabilities.min_timeout_seconds
+        for job in jobs:
+            first = job.tasks[0]
+            depends = {
+                job_of_key[by_name[up].key].job_id
+                for t in job.tasks
+                for up in t.upstream
+                if by_name[up].key in job_of_key and job_of_key[by_name[up].key] is not job
+            }
+            spec = self.site.job_spec(
+                job.name,
+                job.tasks,
+                keys,
+                vcpus=first.vcpus,
+                memory_mib=first.memory_mib,
+                depends_on=sorted(depends),
+                array_size=len(job.tasks) if len(job.tasks) > 1 else None,
+                timeout_seconds=max(minimum, first.timeout_seconds) if first.timeout_seconds else None,
+                tags={"run": self.run_id, "step": first.step, "sample": first.sample or ""},
+            )
+            job.job_id = self.backend.submit(spec)
+
+    def _record(self, state: JobState, task: Task) -> None:
+        for attempt in state.attempts:
+            self.trace.append(TraceRow.from_attempt(task, state, attempt))
+        if not state.attempts:
+            self.trace.append(TraceRow.not_run(task, state))
+
+    def why_failed(self, state: JobState) -> str:
+        last = state.attempts[-1] if state.attempts else None
+        tail = self.site.log_tail(last) if last is not None else ""
+        why = (last.container_reason if last else None) or state.status_reason or "failed"
+        return why + (f"\n{tail}" if tail else "")
+
+    def _warn_stuck(self) -> None:
+        for warning in self.backend.stuck(STUCK_SECONDS):
+            job_id = warning.split(" RUNNABLE")[0]
+            if job_id not in self.warned:
+                self.warned.add(job_id)
+                print(f"genobatch: waiting: {warning}", file=sys.stderr)
+
+    def _counts(
+        self, cached: Counter[str], children: dict[str, Task], states: dict[str, JobState], ended: dict[str, bool]
+    ) -> dict[str, Counter[str]]:
+        """Tasks per step and state, with earlier waves', for the progress display (``cached``: per step)."""
+        counts: dict[str, Counter[str]] = {step: Counter(c) for step, c in self.history.items()}
+        for step, n in cached.items():
+            counts.setdefault(step, Counter())["cached"] = n
+        for child, task in children.items():
+            per_state = counts.setdefault(task.step, Counter())
+            if child in ended:
+                per_state["done" if ended[child] else "failed"] += 1
+            else:
+                state = states.get(child)
+                per_state["running" if state and state.status in ACTIVE_STATUSES else "waiting"] += 1
+        return counts
