@@ -85,7 +85,8 @@ def test_optional_and_user_steps_on_aws_batch_equal_the_local_run(moto_server: M
     (steps / "idxstats.yaml").write_text(STEPS["idxstats.yaml"])
     measles = DATA / "measles"
     sheet, fasta = measles / "samples.csv", measles / "MH356245.1.reference.fasta"
-    common = ["--ploidy", "1", "--regions", "2", "--tools", "fastp,markdup,freebayes", "--steps", str(steps)]
+    tools = "fastp,markdup,mosdepth,freebayes"
+    common = ["--ploidy", "1", "--regions", "2", "--tools", tools, "--steps", str(steps)]
     local = tmp_path / "local"
     run_pipeline(sheet, fasta, local, tmp_path / "work-local", *common)
     results = f"s3://{infra.names.bucket}/measles"
@@ -102,10 +103,12 @@ def test_optional_and_user_steps_on_aws_batch_equal_the_local_run(moto_server: M
             assert records(downloaded) == records(local / sample / name), name
         assert f"measles/{sample}/idxstats/{sample}.idxstats" in keys
         assert f"measles/{sample}/fastp/{sample}_1.fastp.json" in keys
+        assert f"measles/{sample}/mosdepth/{sample}.mosdepth.summary.txt" in keys
     trace = tmp_path / "trace.tsv"
     s3.download_file(infra.names.bucket, "measles/pipeline_info/execution_trace.tsv", str(trace))
     with open(trace) as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["status"] == "COMPLETED"]
-    assert {r["runtime"] for r in rows if r["step"] in ("idxstats", "fastp", "freebayes", "markdup")} == {"awsbatch"}
+    steps_on_batch = ("idxstats", "fastp", "freebayes", "markdup", "mosdepth")
+    assert {r["runtime"] for r in rows if r["step"] in steps_on_batch} == {"awsbatch"}
     again = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *common, *aws_args)
     assert "0 task(s) ran" in again.stdout

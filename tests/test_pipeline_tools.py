@@ -92,7 +92,7 @@ def test_trimmed_reads_cut_into_chunks_give_the_same_calls(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_all_optional_steps_in_the_tool_images(podman: None, tmp_path: Path) -> None:
     outdir = tmp_path / "results"
-    tools = "fastp,markdup,freebayes"
+    tools = "fastp,markdup,freebayes,mosdepth"
     result = run_pipeline(
         MEASLES / "samples.csv", REFERENCE, outdir, tmp_path / "work", "--ploidy", "1", "--tools", tools,
         "--regions", "3", "--runtime", "podman",
@@ -101,9 +101,13 @@ def test_all_optional_steps_in_the_tool_images(podman: None, tmp_path: Path) -> 
     rows = [r for r in trace(outdir) if r["status"] == "COMPLETED"]
     images = {r["step"]: r["image"].rsplit("/", 1)[-1].split(":")[0] for r in rows if r["runtime"] == "podman"}
     assert images["fastp"] == "fastp" and images["freebayes"] == "freebayes" and images["markdup"] == "samtools"
+    assert images["mosdepth"] == "mosdepth"
+    report = (outdir / "multiqc" / "multiqc_report.html").read_text()
+    assert 'id="mosdepth' in report and 'id="fastp' in report
     assert {r["runtime"] for r in rows if r["step"] == "multiqc"} == {"host"}
     for sample in SAMPLES:
-        for path in (f"{sample}.freebayes.vcf.gz", f"fastp/{sample}_1.fastp.json", f"{sample}.bam.bai"):
+        outputs = (f"{sample}.freebayes.vcf.gz", f"fastp/{sample}_1.fastp.json", f"{sample}.bam.bai")
+        for path in (*outputs, f"mosdepth/{sample}.mosdepth.summary.txt"):
             assert (outdir / sample / path).is_file(), path
     host = tmp_path / "host"
     run_pipeline(

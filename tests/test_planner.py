@@ -162,6 +162,17 @@ def test_freebayes_beside_bcftools_each_vcf_under_its_own_name() -> None:
     assert tasks["freebayes:S1:0"].group == "freebayes:S1" and tasks["freebayes:S1:0"].image == "freebayes"
 
 
+def test_mosdepth_reads_each_sample_s_final_bam_for_multiqc() -> None:
+    graph, summary = plan(tools=["markdup", "mosdepth"])
+    tasks = by_name(graph, summary)
+    assert per_step(graph)["mosdepth"] == 2 and tasks["mosdepth:S1"].upstream == ["markdup:S1"]
+    assert command(tasks["mosdepth:S1"]) == "mosdepth --threads {threads} --no-per-base {out}/S1 {in:markdup:S1}/S1.bam"
+    assert tasks["mosdepth:S1"].image == "mosdepth" and tasks["mosdepth:S1"].tools == ["mosdepth"]
+    assert published(graph)["S2/mosdepth/S2.mosdepth.summary.txt"] == "mosdepth:S2:S2.mosdepth.summary.txt"
+    assert "{in:mosdepth:S1}/S1.mosdepth.global.dist.txt" in command(tasks["multiqc"])
+    assert "mosdepth" not in per_step(plan()[0]), "optional: only with --tools"
+
+
 def test_fastp_trims_before_alignment_and_its_json_goes_to_multiqc() -> None:
     graph, summary = plan(tools=["fastp"], reads=1500, params=Params(ploidy=1, regions=1, chunk_reads=500))
     tasks = by_name(graph, summary)
