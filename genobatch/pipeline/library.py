@@ -33,10 +33,15 @@ class Library:
     @classmethod
     def load(cls, user_paths: Sequence[Path] = (), images_dir: Path | None = None) -> Library:
         """The built-in steps and the user's (files, or folders of *.yaml), every problem reported at once."""
-        files = sorted(BUILT_IN.glob("*.yaml"))
+        files, problems = sorted(BUILT_IN.glob("*.yaml")), []
         for path in user_paths:
-            files += sorted(path.glob("*.yaml")) if path.is_dir() else [path]
-        steps, problems = [], []
+            found = sorted(path.glob("*.yaml")) if path.is_dir() else [path] if path.is_file() else []
+            if not found:
+                problems.append(
+                    Problem(path, None, "no step declaration here", "give a step's .yaml file, or a folder of them")
+                )
+            files += found
+        steps: list[Step] = []
         for path in files:
             try:
                 step = load_step(path)
@@ -176,8 +181,12 @@ def _check_inputs(chosen: list[Step], every: dict[str, Step]) -> None:
     for step in chosen:
         for name, type_ in step.inputs.items():
             if type_ not in made:
-                makers = sorted(s.name for s in every.values() if type_ in _makes(s))
-                fix = f"select one with --tools: {', '.join(makers)}" if makers else "no step makes it: check the name"
+                makers = sorted(s.name for s in every.values() if type_ in _makes(s) - set(s.inputs.values()))
+                fix = (
+                    f"made by {', '.join(makers)}: select it (--tools), or do not skip it"
+                    if makers
+                    else "no step makes it"
+                )
                 problems.append(step.problem("inputs", f"{step.name}'s input {name} needs a {type_}", fix))
     unlabelled: dict[str, str] = {}
     for step in chosen:
