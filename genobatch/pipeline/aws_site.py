@@ -119,7 +119,7 @@ class AwsSite(Site):
         if image == HOST:  # the step runs on the host's tools: this machine runs it, staged the same way
             command = [sys.executable, "-m", "genobatch.pipeline.runner", uri]
             return JobSpec(name, command, environment=environment, **fields)
-        reference = self.stack.ecr_ref(image) if image in self.stack.images else image
+        reference = self.stack.ecr_ref(image)  # only genobatch's images (``refuse``)
         return JobSpec(name, ["genobatch-runner", uri], image=reference, environment=environment, **fields)
 
     def prices(self) -> dict[str, tuple[float, float, float]]:

@@ -4,7 +4,8 @@ TASKS.json holds a list of task specs; an array job's child runs the one at ``AW
 (a plain job runs the only one). The runner:
 
 1. writes into ``<target>.partial-<job>-<attempt>`` (``{out}`` in the commands),
-2. runs each pipe with no shell; a pipe fails if any of its processes fails (like ``set -o pipefail``),
+2. does the task's ``builtin`` first, if it has one (cutting its chunk of a lane's reads: ``chunks.cut``),
+   then runs each pipe with no shell; a pipe fails if any of its processes fails (like ``set -o pipefail``),
 3. checks the declared outputs exist, then renames the directory to ``<target>``: a task's outputs appear
    whole, at once, or not at all,
 4. on failure, exits non-zero with the failing command and the tail of its stderr on stderr,
