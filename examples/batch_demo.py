@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from genobatch.batch.backend import JobSpec, LocalBackend
+from genobatch.executors.contract import JobSpec
+from genobatch.executors.local import LocalBackend
 
 REPO = Path(__file__).resolve().parent.parent
 COUNT = (  # the file path reaches the shell as an argument, never inside the script text

@@ -29,9 +29,9 @@ IMAGES_DIR = PACKAGE_DIR.parent / "images"
 # What of the genobatch package runs inside the images (standard library and boto3 only).
 RUNNER_FILES = (
     "__init__.py",
-    "pipeline/__init__.py",
-    "pipeline/runner.py",
-    "pipeline/chunks.py",
+    "executors/__init__.py",
+    "executors/runner.py",
+    "executors/chunks.py",
     "storage/__init__.py",
     "storage/s3.py",
 )

@@ -228,7 +228,7 @@ _STACKS: set[str] = set()
 def batch_on_moto(server: MotoServer, stack: str) -> Any:
     """An AWS Batch backend on a stack made by ``genobatch aws up`` in moto, with the tool images tagged
     under their ECR names (moto's ECR keeps no image data, so the images are not pushed)."""
-    from genobatch.aws.batch_backend import AwsBatchBackend
+    from genobatch.executors.awsbatch.backend import AwsBatchBackend
 
     infra = prepare_stack(server, stack)
     return AwsBatchBackend(infra.aws, infra.batch_settings(default_image=infra.ecr_ref("runner")))
@@ -236,8 +236,8 @@ def batch_on_moto(server: MotoServer, stack: str) -> Any:
 
 def prepare_stack(server: MotoServer, stack: str) -> Any:
     """``aws up`` once per session, and the tool images tagged with their ECR names."""
-    from genobatch.aws.clients import Aws
-    from genobatch.aws.infra import Stack, StackOptions, push_images
+    from genobatch.executors.awsbatch.clients import Aws
+    from genobatch.executors.awsbatch.infra import Stack, StackOptions, push_images
     from genobatch.pipeline.library import Library
 
     infra = Stack(Aws(endpoint_url=server.endpoint), stack, [spec.name for spec in Library.load().images])

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from genobatch.executors.tools import host_path
 from genobatch.pipeline.library import Library
-from genobatch.pipeline.tools import host_path
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DATASETS = {  # dataset -> (reference, ploidy)

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from genobatch.aws.batch_backend import AwsBatchBackend, AwsBatchSettings, TokenBucket, exit_reason
-from genobatch.batch.backend import JobSpec
 from genobatch.batch.errors import ClientException
 from genobatch.batch.model import ExitReason, JobStatus
+from genobatch.executors.awsbatch.backend import AwsBatchBackend, AwsBatchSettings, TokenBucket, exit_reason
+from genobatch.executors.contract import JobSpec, Recoveries
 
 OOM = {"container": {"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"}}
 RECLAIM = {"container": {}, "statusReason": "Host EC2 (instance i-0abc) terminated."}
@@ -106,7 +106,7 @@ def test_spot_reclaims_are_retried_by_batch_then_moved_on_demand_with_their_depe
     assert batch.terminated == [second], "the dependent that waited on the reclaimed job"
     new_second = backend.jobs[second].aws_id
     assert batch.submitted[new_second]["dependsOn"] == [{"jobId": new_first}]
-    assert backend.retries() == {"spot_reclaims": 3, "moved_to_on_demand": 1}, "reported separately, by kind"
+    assert backend.recoveries() == Recoveries(reclaims=3, moved_to_on_demand=1), "reported separately, by kind"
     batch.end(new_first, "SUCCEEDED", {"container": {"exitCode": 0}})
     [done] = backend.poll([first])
     assert done.status is JobStatus.SUCCEEDED
@@ -127,7 +127,7 @@ def test_out_of_memory_is_resubmitted_with_more_memory_up_to_the_cap(fake: tuple
         state = backend.poll([job])[0]
     assert memories == [1500, 3000, 4096, 4096][: len(memories)]
     assert state.status is JobStatus.FAILED and state.attempts[-1].exit_reason is ExitReason.MEMLIMIT
-    assert backend.counters["oom_resubmits"] == 2
+    assert backend.recoveries().more_memory == 2
 
 
 def test_application_errors_are_not_retried_unless_asked(fake: tuple[AwsBatchBackend, FakeBatch]) -> None:
@@ -153,17 +153,15 @@ def test_a_job_that_can_never_run_is_refused_with_the_reason(fake: tuple[AwsBatc
     assert batch.submitted == {}
 
 
-def test_fan_in_beyond_twenty_goes_through_barriers_and_definitions_are_reused(
-    fake: tuple[AwsBatchBackend, FakeBatch],
-) -> None:
+def test_fan_in_beyond_twenty_is_refused_and_definitions_are_reused(fake: tuple[AwsBatchBackend, FakeBatch]) -> None:
+    """Beyond AWS's 20 ``dependsOn``, the pipeline's driver waits through barriers (test_driver.py)."""
     backend, batch = fake
-    parts = [backend.submit(JobSpec(f"part{i}", ["true"], image="img")) for i in range(45)]
-    gather = backend.submit(JobSpec("gather", ["true"], image="img", depends_on=parts))
-    assert len(batch.submitted[gather]["dependsOn"]) == 3
-    barriers = [d["jobId"] for d in batch.submitted[gather]["dependsOn"]]
-    assert sorted(len(batch.submitted[b]["dependsOn"]) for b in barriers) == [5, 20, 20]
-    assert all(len(r.get("dependsOn", [])) <= 20 for r in batch.submitted.values())
-    assert len(batch.definitions) == 2, "one for the image, one for the barriers' default image"
+    assert backend.capabilities.max_depends_on == 20
+    parts = [backend.submit(JobSpec(f"part{i}", ["true"], image="img")) for i in range(21)]
+    backend.submit(JobSpec("gather", ["true"], image="img", depends_on=parts[:20]))
+    with pytest.raises(ClientException, match="depends on more than 20 jobs"):
+        backend.submit(JobSpec("too-many", ["true"], image="img", depends_on=parts))
+    assert len(batch.definitions) == 1, "one job definition for the image, reused by 22 jobs"
 
 
 def test_token_bucket_paces_calls() -> None:
@@ -182,8 +180,8 @@ def test_a_job_long_in_runnable_is_reported_with_batch_s_reason(fake: tuple[AwsB
     batch.details[job]["statusReason"] = reason
     backend.poll([job])
     assert backend.stuck(3600) == []
-    [warning] = backend.stuck(0)
-    assert warning.startswith(f"{job} RUNNABLE for") and warning.endswith(reason)
+    [stuck] = backend.stuck(0)
+    assert stuck.job_id == job and stuck.reason == reason and stuck.seconds >= 0
     batch.end(job, "SUCCEEDED", {"container": {"exitCode": 0}})
     backend.poll([job])
     assert backend.stuck(0) == []
@@ -205,7 +203,7 @@ def test_an_out_of_memory_child_resubmits_its_array_with_more_memory(fake: tuple
     assert first.status is JobStatus.SUCCEEDED
     assert second.status is JobStatus.RUNNABLE and third.status is JobStatus.RUNNABLE, "one resubmission for both"
     new_array = backend.jobs[array].aws_id
-    assert new_array != array and backend.counters["oom_resubmits"] == 1
+    assert new_array != array and backend.recoveries().more_memory == 1
     request = batch.submitted[new_array]
     assert request["arrayProperties"] == {"size": 3}
     assert {"type": "MEMORY", "value": "2048"} in request["containerOverrides"]["resourceRequirements"]

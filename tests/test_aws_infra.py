@@ -9,7 +9,12 @@ from typing import Any
 
 import boto3
 
-from genobatch.aws.policies import BATCH_SERVICE_POLICY, ECS_INSTANCE_POLICY, job_bucket_policy, trust_policy
+from genobatch.executors.awsbatch.policies import (
+    BATCH_SERVICE_POLICY,
+    ECS_INSTANCE_POLICY,
+    job_bucket_policy,
+    trust_policy,
+)
 from genobatch.pipeline.library import Library
 
 from .aws_helpers import MotoServer, moto_server  # noqa: F401 - the fixture

@@ -1,4 +1,4 @@
-"""End to end on AWS Batch, as moto serves it on loopback with jobs in podman: ``genobatch run --backend
+"""End to end on AWS Batch, as moto serves it on loopback with jobs in podman: ``genobatch run --executor
 awsbatch`` on the SARS-CoV-2 demo samples writes VCFs to S3 whose records equal a local run's."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_germline_pipeline_on_aws_batch_equals_the_local_run(moto_server: MotoSe
     sheet_uri = f"s3://{infra.names.bucket}/data/sarscov2/samples.csv"
     fasta_uri = f"s3://{infra.names.bucket}/data/sarscov2/{fasta.name}"
     results = f"s3://{infra.names.bucket}/results"
-    aws_args = ["--ploidy", "1", "--backend", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
+    aws_args = ["--ploidy", "1", "--executor", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
     dry = run_pipeline(sheet_uri, fasta_uri, results, tmp_path / "work-aws", *aws_args, "--dry-run")
     assert "Estimated compute:" in dry.stdout and "c6i: on-demand $" in dry.stdout and "spot about $" in dry.stdout
     run = run_pipeline(sheet_uri, fasta_uri, results, tmp_path / "work-aws", *aws_args)
@@ -90,7 +90,7 @@ def test_optional_and_user_steps_on_aws_batch_equal_the_local_run(moto_server: M
     local = tmp_path / "local"
     run_pipeline(sheet, fasta, local, tmp_path / "work-local", *common)
     results = f"s3://{infra.names.bucket}/measles"
-    aws_args = ["--backend", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
+    aws_args = ["--executor", "awsbatch", "--aws-stack", "e2e", "--endpoint-url", moto_server.endpoint]
     run = run_pipeline(sheet, fasta, results, tmp_path / "work-aws", *common, *aws_args)
     assert "task(s) ran" in run.stdout, run.stdout
     s3 = boto3.client("s3", endpoint_url=moto_server.endpoint)

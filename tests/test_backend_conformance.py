@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from genobatch.batch import ClientException, ExitReason, JobStatus
-from genobatch.batch.backend import Backend, JobSpec, JobState, LocalBackend
 from genobatch.batch.container import ContainerRuntime
+from genobatch.executors.contract import Backend, JobSpec, JobState
+from genobatch.executors.local import LocalBackend
 
 from .aws_helpers import batch_on_moto, moto_server  # noqa: F401 - the fixture
 from .conftest import FAST

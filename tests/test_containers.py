@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from genobatch import images
-from genobatch.batch.backend import JobSpec, JobState, LocalBackend
 from genobatch.batch.container import STATE_LABEL, ContainerRuntime, RuntimeUnavailable, check_runtime
 from genobatch.batch.model import ExitReason, JobStatus, Mount
+from genobatch.executors import runtimes
+from genobatch.executors.contract import JobSpec, JobState
+from genobatch.executors.local import LocalBackend
 from genobatch.images import image_ref
-from genobatch.pipeline import runtimes
-from genobatch.pipeline.inputs import InputError
-from genobatch.pipeline.library import Library
+from genobatch.pipeline.library import Library, needs
+from genobatch.problems import InputError
 
 from .conftest import FAST
 from .container_helpers import RUNNER
@@ -165,13 +166,13 @@ def test_pipeline_refuses_missing_or_stale_images(podman: None, monkeypatch: pyt
     with monkeypatch.context() as patch:
         patch.setattr(images, "image_ref", lambda name, *_: f"localhost/genobatch/{name}:not-built")
         with pytest.raises(InputError) as caught:
-            runtimes.choose("podman", LIBRARY.select(), LIBRARY.image_names)
+            runtimes.choose("podman", needs(LIBRARY.select(), LIBRARY.image_names))
     [problem] = caught.value.problems
     assert "5 tool image(s) not usable" in problem.message and "not-built (missing)" in problem.message
     assert problem.fix == "genobatch images build --runtime podman"
     monkeypatch.setattr(images, "runner_digest", lambda: "other-runner-code")
     with pytest.raises(InputError) as caught:
-        runtimes.choose("podman", LIBRARY.select(), LIBRARY.image_names)
+        runtimes.choose("podman", needs(LIBRARY.select(), LIBRARY.image_names))
     assert "stale: other job-runner code" in caught.value.problems[0].message
 
 

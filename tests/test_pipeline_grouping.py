@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from genobatch.batch.model import MAX_ARRAY_SIZE
+from genobatch.executors.task import Task
 from genobatch.pipeline.grouping import group
-from genobatch.pipeline.tasks import Task
 
 
 def test_a_scatter_larger_than_an_array_is_split_into_several() -> None:

@@ -11,11 +11,12 @@ import pytest
 
 from genobatch.cli import build_parser
 from genobatch.cli.run import options, with_params_file
-from genobatch.pipeline.inputs import InputError, Lane, Sample
+from genobatch.executors.task import Task
+from genobatch.pipeline.inputs import Lane, Sample
 from genobatch.pipeline.library import Library
 from genobatch.pipeline.planner import Graph, Limits, Params, Planner, RunInputs
 from genobatch.pipeline.settings import StepSettings
-from genobatch.pipeline.tasks import Task
+from genobatch.problems import InputError
 
 DATA = Path("/data")
 CONTIGS = [("chr1", 25_000), ("chr2", 5_000)]

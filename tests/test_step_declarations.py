@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from genobatch.pipeline.inputs import InputError
 from genobatch.pipeline.library import Library
 from genobatch.pipeline.settings import load_settings
+from genobatch.problems import InputError
 
 from .test_planner import by_name, command, plan, published
 

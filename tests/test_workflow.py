@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genobatch.executors.task import Task
 from genobatch.pipeline.planner import Graph, Limits, Params, Planner, RunInputs
-from genobatch.pipeline.tasks import Task
 from genobatch.pipeline.workflow import Plan, Workflow, decide, decide_samples
 
 from .test_planner import CONTIGS, DATA, LIBRARY, chunker, sample

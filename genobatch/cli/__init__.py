@@ -9,7 +9,7 @@ from pathlib import Path
 from genobatch import __version__
 from genobatch.batch import BatchClient, ClientException
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
-from genobatch.pipeline.inputs import InputError
+from genobatch.problems import InputError
 
 from . import aws, batch, engine, images, run, steps
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError

@@ -1,4 +1,4 @@
-"""``genobatch aws up|status|down``: the AWS infrastructure of a stack (see ``genobatch.aws.infra``)."""
+"""``genobatch aws up|status|down``: the AWS infrastructure of a stack (see ``genobatch.executors.awsbatch.infra``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from genobatch.aws.clients import Aws
-from genobatch.aws.infra import Change, Stack, StackOptions, job_logs, push_images
+from genobatch.executors.awsbatch.clients import Aws
+from genobatch.executors.awsbatch.infra import Change, Stack, StackOptions, job_logs, push_images
 from genobatch.images import ImageError
 from genobatch.pipeline.library import Library
 

@@ -4,18 +4,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import sys
 from pathlib import Path
 from typing import Any
 
 from genobatch.batch import ClientException
+from genobatch.executors import EXECUTORS
+from genobatch.executors import load as load_executor
+from genobatch.executors.runtimes import CHOICES
 from genobatch.pipeline.execute import Options, Run
-from genobatch.pipeline.inputs import InputError, Problem
 from genobatch.pipeline.planner import Params
-from genobatch.pipeline.runtimes import CHOICES
 from genobatch.pipeline.units import memory_mib
 from genobatch.pipeline.yamlfile import load
+from genobatch.problems import InputError, Problem
 
 EXIT_BAD_INPUT = 2
 PARAMS_FILE = ("-params-file", "--params-file")
@@ -89,15 +92,41 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="where jobs run: host tools, or the tool images with podman/docker (default auto: podman or docker "
         "if it works and `genobatch images build` has built the images, else the host)",
     )
-    run.add_argument(
-        "--backend",
-        choices=("local", "awsbatch"),
-        default="local",
-        help="local: this machine's engine (default); awsbatch: AWS Batch on a stack made by `genobatch aws up`",
-    )
-    run.add_argument("--aws-stack", metavar="NAME", help="the stack for --backend awsbatch (genobatch aws up --name)")
     run.add_argument("--endpoint-url", help="another AWS endpoint for S3 and Batch (default: $AWS_ENDPOINT_URL)")
+    add_executor_arguments(run)
     run.add_argument("-resume", "--resume", action="store_true", help="accepted for Nextflow users: always on")
+
+
+def add_executor_arguments(run: argparse.ArgumentParser) -> None:
+    """``--executor`` and each executor's settings as flags (a field's metadata names its flag and help)."""
+    run.add_argument(
+        "--executor",
+        "--backend",
+        choices=list(EXECUTORS),
+        default="local",
+        help="where jobs run: local (this machine's engine, default), awsbatch (a stack made by `genobatch aws "
+        "up`), slurm (the cluster this machine submits to)",
+    )
+    for name in EXECUTORS:
+        group = run.add_argument_group(f"--executor {name}")
+        for setting in dataclasses.fields(load_executor(name).Settings):
+            flag = setting.metadata.get("flag", f"--{name}-{setting.name.replace('_', '-')}")
+            kind = {"int": int, "float": float}.get(str(setting.type), str)
+            help_text = setting.metadata.get("help", "")
+            group.add_argument(flag, dest=f"{name}.{setting.name}", type=kind, default=None, help=help_text)
+
+
+def executor_settings(args: argparse.Namespace) -> Any:
+    """The chosen executor's ``Settings`` from its flags; UsageError for another executor's flag."""
+    prefix = f"{args.executor}."
+    given = {dest[len(prefix) :]: v for dest, v in vars(args).items() if dest.startswith(prefix) and v is not None}
+    others = [dest for dest, v in vars(args).items() if "." in dest and v is not None and not dest.startswith(prefix)]
+    if others:
+        name, field_name = others[0].split(".", 1)
+        flag = f"--{field_name.replace('_', '-')}"
+        message = f"{flag} is an option of --executor {name}, not of {args.executor}"
+        raise InputError([Problem(Path(flag), None, message, f"add --executor {name}, or leave {flag} out")])
+    return load_executor(args.executor).Settings(**given)
 
 
 def with_params_file(argv: list[str]) -> list[str]:
@@ -124,7 +153,12 @@ def params_file_options(path: Path) -> list[str]:
     data = load(path, "params file")
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
-    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "params_file"}
+    actions = {  # by the long option's name, as the params file spells it
+        option.lstrip("-").replace("-", "_"): action
+        for action in parser._actions
+        for option in action.option_strings
+        if len(option) > 2 and action.dest != "params_file"
+    }
     problems, words = [], []
     for key, value in data.items():
         dest = key.replace("-", "_")
@@ -178,8 +212,8 @@ def options(args: argparse.Namespace) -> Options:
         args.explain,
         args.keep_intermediates,
         runtime=args.runtime,
-        backend=args.backend,
-        aws_stack=args.aws_stack,
+        executor=args.executor,
+        executor_settings=executor_settings(args),
         endpoint_url=args.endpoint_url,
         tools=list(dict.fromkeys(tools)),
         skip_tools=args.skip_tools,

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .inputs import InputError, Problem
+from genobatch.executors.task import HOST
+from genobatch.problems import InputError, Problem
+
 from .units import memory_mib
 from .yamlfile import Located, load, unknown_keys
 
@@ -22,7 +24,6 @@ SCATTERS = ("once", "file", "lane", "chunk", "sample", "region", "all_samples")
 PARTS = ("chunk", "region")  # scatters whose outputs are parts of a sample's whole, joined by a `gathers` step
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-HOST = "host"  # image: the host's own tools, no container
 REQUIRED = ["name", "description", "scatter", "inputs", "outputs", "command", "image", "tools", "resources"]
 REQUIRED += ["rate", "colour"]
 OPTIONAL = ["optional", "label", "after", "gathers", "intermediate"]

@@ -6,8 +6,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from genobatch.executors.task import Task
+
 from .grouping import jobs_for
-from .tasks import Task
 from .workflow import Plan
 
 

@@ -1,8 +1,11 @@
-"""The driver: runs a wave of tasks as batch jobs on a site's backend and follows them to their end. It knows
-nothing of any pipeline: tasks in, job states out, through the ``Backend`` contract.
+"""The driver: runs a wave of tasks as batch jobs on an executor's backend and follows them to their end. It
+knows nothing of any pipeline nor of any particular executor: tasks in, job states out, through the
+``Backend`` contract, adapting to the capabilities the backend declares:
 
-Tasks of one scatter (a sample's chunks or regions) become one array job, within the backend's declared
-array size; dependencies between tasks become ``dependsOn`` between jobs, so the batch system orders them.
+- tasks of one scatter (a sample's chunks or regions) become one array job, within its array size;
+- dependencies between tasks become ``dependsOn`` between jobs, so the batch system orders them; a job that
+  would wait for more jobs than the backend allows waits for barrier jobs that wait for them;
+- time limits are raised to the backend's minimum.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from genobatch.batch.backend import Backend, JobState
 from genobatch.batch.model import ACTIVE_STATUSES, JobStatus
+from genobatch.executors.base import Executor
+from genobatch.executors.contract import Backend, JobState
+from genobatch.executors.task import Task
 from genobatch.report.trace import TraceRow
 
 from .grouping import Job, jobs_for
 from .progress import Progress
-from .sites import Site
-from .tasks import Task
 
 STUCK_SECONDS = 600  # a job RUNNABLE this long is reported, with the batch system's reason
 POLL_SECONDS = 0.2
@@ -28,7 +31,7 @@ POLL_SECONDS = 0.2
 
 @dataclass
 class Driver:
-    site: Site
+    executor: Executor
     backend: Backend
     progress: Progress
     run_id: str  # tags every job of the run (AWS Batch, cost reports)
@@ -76,18 +79,33 @@ class Driver:
                 for up in t.upstream
                 if by_name[up].key in job_of_key and job_of_key[by_name[up].key] is not job
             }
-            spec = self.site.job_spec(
+            spec = self.executor.job_spec(
                 job.name,
                 job.tasks,
                 keys,
                 vcpus=first.vcpus,
                 memory_mib=first.memory_mib,
-                depends_on=sorted(depends),
+                depends_on=self._within_limit(job.name, sorted(depends)),
                 array_size=len(job.tasks) if len(job.tasks) > 1 else None,
                 timeout_seconds=max(minimum, first.timeout_seconds) if first.timeout_seconds else None,
                 tags={"run": self.run_id, "step": first.step, "sample": first.sample or ""},
+                extra_arguments=first.executor_args.get(self.executor.name, []),
             )
             job.job_id = self.backend.submit(spec)
+
+    def _within_limit(self, name: str, depends: list[str]) -> list[str]:
+        """``depends``, or barrier jobs that wait for groups of them when there are more than the backend
+        lets a job wait for (AWS Batch: 20)."""
+        limit = self.backend.capabilities.max_depends_on
+        level = 0
+        while len(depends) > limit:
+            level += 1
+            groups = [depends[i : i + limit] for i in range(0, len(depends), limit)]
+            depends = [
+                self.backend.submit(self.executor.barrier_spec(f"{name}-wait{level}-{n}", group))
+                for n, group in enumerate(groups)
+            ]
+        return depends
 
     def _record(self, state: JobState, task: Task) -> None:
         for attempt in state.attempts:
@@ -97,16 +115,15 @@ class Driver:
 
     def why_failed(self, state: JobState) -> str:
         last = state.attempts[-1] if state.attempts else None
-        tail = self.site.log_tail(last) if last is not None else ""
+        tail = self.executor.log_tail(last) if last is not None else ""
         why = (last.container_reason if last else None) or state.status_reason or "failed"
         return why + (f"\n{tail}" if tail else "")
 
     def _warn_stuck(self) -> None:
-        for warning in self.backend.stuck(STUCK_SECONDS):
-            job_id = warning.split(" RUNNABLE")[0]
-            if job_id not in self.warned:
-                self.warned.add(job_id)
-                print(f"genobatch: waiting: {warning}", file=sys.stderr)
+        for stuck in self.backend.stuck(STUCK_SECONDS):
+            if stuck.job_id not in self.warned:
+                self.warned.add(stuck.job_id)
+                print(f"genobatch: waiting: {stuck}", file=sys.stderr)
 
     def _counts(
         self, cached: Counter[str], children: dict[str, Task], states: dict[str, JobState], ended: dict[str, bool]

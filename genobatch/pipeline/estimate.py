@@ -14,9 +14,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from genobatch.executors.task import Task
 from genobatch.report.trace import TraceRow
-
-from .tasks import Task
 
 
 def shares(tasks: list[Task], sample_mb: dict[str, float]) -> dict[str, float]:

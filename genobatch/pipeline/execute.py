@@ -11,6 +11,7 @@ What runs is decided by the step declarations (``library``), planned by ``planne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -19,24 +20,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genobatch.batch.backend import JobState
+from genobatch import executors
 from genobatch.batch.model import JobStatus
+from genobatch.executors import chunks, runtimes
+from genobatch.executors.base import Executor, RunContext
+from genobatch.executors.contract import JobState, Recoveries
+from genobatch.executors.runtimes import RunRuntime
+from genobatch.executors.task import Task
+from genobatch.problems import InputError
 from genobatch.report.html import write_report
 from genobatch.report.trace import TraceRow, write_trace
 from genobatch.storage import s3 as storage
 
-from . import chunks, estimate, runtimes
+from . import estimate
 from .describe import describe_plan, explain
 from .driver import Driver
-from .inputs import FastaFacts, FileFacts, InputError, check_fasta, check_inputs, parse_sample_sheet
-from .library import Library
+from .inputs import FastaFacts, FileFacts, check_fasta, check_inputs, parse_sample_sheet
+from .library import Library, needs
 from .planner import Graph, Limits, Params, Planner, RunInputs
 from .progress import Progress
 from .remote_inputs import Localiser
-from .runtimes import RunRuntime
 from .settings import load_settings
-from .sites import LocalSite, Site
-from .tasks import Task
 from .workflow import Plan, Workflow, decide_samples
 
 
@@ -54,9 +58,9 @@ class Options:
     keep_intermediates: bool = False
     live_progress: bool | None = None
     runtime: str = "auto"  # see runtimes.CHOICES
-    backend: str = "local"  # or "awsbatch" (needs aws_stack)
-    aws_stack: str | None = None
-    endpoint_url: str | None = None
+    executor: str = "local"  # a name in genobatch.executors.EXECUTORS
+    executor_settings: Any = None  # its module's Settings (None: the defaults)
+    endpoint_url: str | None = None  # another S3 endpoint, for s3:// inputs and outdirs
     tools: list[str] = field(default_factory=list)  # optional steps to add
     skip_tools: list[str] = field(default_factory=list)  # steps to leave out
     steps: list[Path] = field(default_factory=list)  # the user's own step declarations (files or folders)
@@ -74,9 +78,9 @@ class Run:
         self.last_plan: Plan | None = None
         self.runtime: RunRuntime | None = None
         self.planner: Planner | None = None
-        self._site: Site | None = None
+        self._executor: Executor | None = None
         self.run_id = time.strftime("%Y%m%dT%H%M%S")  # tags every job of this run (AWS Batch, cost reports)
-        self.recoveries: dict[str, int] = {}  # spot reclaims, moves to on-demand, OOM resubmissions
+        self.recoveries = Recoveries()  # what the backend did on its own: reclaims, more memory...
         outdir = str(options.outdir)
         self.outdir = outdir if storage.is_s3(outdir) else str(Path(outdir).resolve())
 
@@ -93,11 +97,11 @@ class Run:
         fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(reference)
         self.facts.put(reference, "fasta", fasta.contigs)
         counts = check_inputs(sheet, samples, self.facts, problems)
-        self.runtime = runtimes.choose(self.o.runtime, steps, library.image_names)
-        self._site = self._make_site(self.runtime)
-        refused = self.site.refuse(steps)
-        if refused:
-            raise InputError(refused)
+        self.runtime = runtimes.choose(self.o.runtime, needs(steps, library.image_names))
+        self._executor = self._open_executor(self.runtime)
+        refused = [(step, self.executor.refuse_image(step.image)) for step in steps]
+        if any(why for _, why in refused):
+            raise InputError([step.problem("image", f"step {step.name}: {why}") for step, why in refused if why])
         reads = {lane.fastq_1: counts[lane.fastq_1] for sample in samples for lane in sample.lanes}
         run = RunInputs(samples, reference, fasta.contigs, reads, self._chunks)
         self.planner = Planner(steps, run, self.o.params, self._limits(), settings)
@@ -117,7 +121,7 @@ class Run:
         assert self.planner is not None
         summary = self.planner.summary(samples)
         self.keys(summary.tasks, dict(keys))
-        return decide_samples(graph, summary, self.site.is_cached)
+        return decide_samples(graph, summary, self.executor.is_cached)
 
     def _limits(self) -> Limits:
         return Limits(self.o.max_cpus or len(os.sched_getaffinity(0)), self.o.max_memory_mib)
@@ -145,7 +149,7 @@ class Run:
 
     def workflow(self, plan: Plan) -> Workflow:
         assert self.planner is not None
-        return Workflow(self.planner, plan, self.keys, self.site.is_cached, self.o.keep_intermediates)
+        return Workflow(self.planner, plan, self.keys, self.executor.is_cached, self.o.keep_intermediates)
 
     # --- the run ---------------------------------------------------------------------------------------------
     def execute(self) -> int:
@@ -160,35 +164,32 @@ class Run:
         if self.o.explain:
             print("\n".join(explain(preview, self.work / "index.json")) or "Nothing to run: every task is cached.")
         if self.o.dry_run:
-            print("\n".join(describe_plan(preview, self.site.capabilities.max_array_size)))
+            print("\n".join(describe_plan(preview, self.executor.capabilities.max_array_size)))
             rates, source = estimate.load_rates(self.work / "rates.json", {s.name: s.rate for s in plan.steps})
             seconds = estimate.vcpu_seconds(preview.needed, preview.sample_mb, rates)
-            print("\n".join(estimate.cost_lines(seconds, self.site.prices(), source)))
+            print("\n".join(estimate.cost_lines(seconds, self.executor.prices(), source)))
             return 0
         if not preview.needed:
             print(f"Nothing to run: every output of the {len(preview.tasks)} tasks is cached or not needed.")
         workflow = self.workflow(plan)
-        backend = self.site.backend()
+        backend = self.executor.backend()
         try:
             with Progress([s.name for s in plan.steps], live=self.o.live_progress) as progress:
-                driver = Driver(self.site, backend, progress, self.run_id)
+                driver = Driver(self.executor, backend, progress, self.run_id)
 
                 def on_end(task: Task, state: JobState) -> None:
                     ok = state.status is JobStatus.SUCCEEDED
                     for key in workflow.finished(task, ok, "" if ok else driver.why_failed(state)):
-                        self.site.remove(key)
+                        self.executor.remove(key)
 
                 while todo := workflow.next_tasks():
                     driver.run(todo, workflow.plan.tasks, workflow.plan.cached, on_end)
                 self.trace = driver.trace
         finally:
-            self.recoveries = backend.retries()
+            self.recoveries = backend.recoveries()
             backend.close()
-        if any(self.recoveries.values()):
-            print(
-                "Recovered by the backend: "
-                + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.recoveries.items())
-            )
+        if self.recoveries.describe():
+            print(f"Recovered by the backend: {self.recoveries.describe()}")
         self.errors = workflow.errors
         self._publish(workflow.plan, workflow.failed_samples)
         self._write_info(workflow.plan, started)
@@ -198,9 +199,9 @@ class Run:
         by_name = {t.name: t for t in plan.tasks}
         for item in plan.published:
             task = by_name[item.task]
-            if task.sample in failed_samples or task.name in self.errors or not self.site.is_cached(task.key):
+            if task.sample in failed_samples or task.name in self.errors or not self.executor.is_cached(task.key):
                 continue
-            self.site.publish(task.key, item.files, self.outdir)
+            self.executor.publish(task.key, item.files, self.outdir)
 
     def _write_info(self, plan: Plan, started: float) -> None:
         remote = storage.is_s3(self.outdir)
@@ -242,11 +243,12 @@ class Run:
             "max_cpus": self.o.max_cpus,
             "max_memory_mib": self.o.max_memory_mib,
             "runtime": self.runtime.describe() if self.runtime else "",
-            "backend": self.o.backend + (f" (stack {self.o.aws_stack})" if self.o.aws_stack else ""),
+            "executor": self.o.executor,
+            "executor_settings": dataclasses.asdict(self.o.executor_settings) if self.o.executor_settings else {},
             "steps": [s.name for s in plan.steps],
             "user_steps": [str(p) for p in self.o.steps],
             "settings": str(self.o.settings or ""),
-            "recovered_by_backend": self.recoveries,
+            "recovered_by_backend": self.recoveries.as_dict(),
             **self.o.params.__dict__,
         }
 
@@ -265,15 +267,17 @@ class Run:
 
     # --- where tasks run ----------------------------------------------------------------------------------
     @property
-    def site(self) -> Site:
-        assert self._site is not None, "plan() chooses the site"
-        return self._site
+    def executor(self) -> Executor:
+        assert self._executor is not None, "plan() opens the executor"
+        return self._executor
 
-    def _make_site(self, runtime: RunRuntime) -> Site:
-        if self.o.backend == "local":
-            return LocalSite(self.work, runtime, self.o.max_cpus, self.o.max_memory_mib)
-        from .aws_site import AwsSite  # boto3 and the AWS modules only when asked for
-
+    def _open_executor(self, runtime: RunRuntime) -> Executor:
+        """The executor the run asked for, imported only now (boto3 only for AWS Batch)."""
         assert self.library is not None
+        module = executors.load(self.o.executor)
         images = [spec.name for spec in self.library.images]
-        return AwsSite(self.work, runtime, self.o.aws_stack or "", self.o.endpoint_url, self.facts.sha256, images)
+        context = RunContext(
+            self.work, runtime, self.facts.sha256, images, self.o.max_cpus, self.o.max_memory_mib, self.o.endpoint_url
+        )
+        executor: Executor = module.open_executor(context, self.o.executor_settings or module.Settings())
+        return executor

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .tasks import Task
+from genobatch.executors.task import Task
 
 
 @dataclass

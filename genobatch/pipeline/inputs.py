@@ -18,33 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chunks import open_reads
+from genobatch.executors.chunks import open_reads
+from genobatch.problems import InputError, Problem
 
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 HEADER = ["sample", "fastq_1", "fastq_2"]
 RECORDS_CHECKED = 1000  # records whose syntax and R1/R2 names are checked; counts are always complete
 FASTQ_SEQUENCE = re.compile(rb"^[ACGTNacgtn.]*$")
 FASTA_SEQUENCE = re.compile(rb"^[A-Za-z*\-.]*$")
-
-
-@dataclass
-class Problem:
-    path: Path
-    line: int | None
-    message: str
-    fix: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
-
-
-class InputError(Exception):
-    """Bad input; ``problems`` lists every one found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

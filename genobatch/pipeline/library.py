@@ -14,10 +14,12 @@ import heapq
 from collections.abc import Sequence
 from pathlib import Path
 
+from genobatch.executors.runtimes import Needs
+from genobatch.executors.task import HOST
 from genobatch.images import ImageSpec
+from genobatch.problems import InputError, Problem
 
-from .declarations import HOST, SCATTERS, Step, load_step
-from .inputs import InputError, Problem
+from .declarations import SCATTERS, Step, load_step
 from .planner import MULTIQC, RUN_INPUTS
 from .templates import StepTemplates
 
@@ -64,7 +66,7 @@ class Library:
     @property
     def images(self) -> list[ImageSpec]:
         """The genobatch images every loaded step needs (what ``genobatch images build`` builds)."""
-        return image_specs(list(self.steps.values()), self.image_names)
+        return needs(list(self.steps.values()), self.image_names).images
 
     @property
     def optional(self) -> list[str]:
@@ -201,16 +203,16 @@ def _check_inputs(chosen: list[Step], every: dict[str, Step]) -> None:
         raise InputError(problems)
 
 
-def image_specs(steps: Sequence[Step], built: set[str]) -> list[ImageSpec]:
-    """The genobatch images these steps run in (``built``: the names genobatch builds), each with the tools
-    its steps use and their version commands: what ``genobatch images build`` builds and smoke-tests."""
+def needs(steps: Sequence[Step], built: set[str]) -> Needs:
+    """What these steps need of a runtime: the genobatch images (``built``: the names genobatch builds), each
+    with the tools its steps use and their version commands (what ``genobatch images build`` smoke-tests);
+    the tools on the host; the images genobatch did not build."""
     tools: dict[str, dict[str, str]] = {}
     for step in steps:
         if step.image in built:
             tools.setdefault(step.image, {}).update(step.tools)
-    return [ImageSpec(name, tuple(sorted(tools[name].items()))) for name in sorted(tools)]
-
-
-def host_tools(steps: Sequence[Step]) -> dict[str, tuple[str, str]]:
-    """Tool -> (version command, the image whose Containerfile names its package), for running on the host."""
-    return {tool: (command, step.image) for step in steps for tool, command in step.tools.items()}
+    images = [ImageSpec(name, tuple(sorted(tools[name].items()))) for name in sorted(tools)]
+    host = {tool: (command, step.image) for step in steps for tool, command in step.tools.items()}
+    host_only = {tool: (command, HOST) for step in steps if step.image == HOST for tool, command in step.tools.items()}
+    foreign = {step.image: f"step {step.name} ({step.source})" for step in steps if step.foreign_image}
+    return Needs(images, host, host_only, foreign)

@@ -21,10 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genobatch.executors.task import Task
+from genobatch.problems import InputError, Problem
+
 from .declarations import PARTS, Step
-from .inputs import InputError, Problem, Sample
+from .inputs import Sample
 from .settings import StepSettings
-from .tasks import Task
 from .templates import OUT, Region, StepTemplates, Words
 
 RUN_INPUTS = ("fasta", "fastq", "reads")  # types the run's inputs provide
@@ -286,6 +288,7 @@ class Planner:
             intermediate=step.intermediate,
             group=f"{step.name}:{context.id}" if step.scatter in PARTS else None,
             timeout_seconds=settings.timeout_seconds,
+            executor_args=settings.executor_args,
         )
         if task.name in self.tasks:
             raise InputError([step.problem("name", f"two tasks are named {task.name}", "rename a sample or file")])

@@ -4,10 +4,12 @@
 steps:
   align: {cpus: 4, memory: 8 GB, time: 2h, args: -Y}
   call: {args: --min-MQ 20, args2: --prior 1e-2}   # args: bcftools mpileup; args2: bcftools call
+  align: {slurm: --constraint=avx2}                 # an executor's own, for its jobs (sbatch's here)
 ```
 
 Extra arguments enter the commands, so they enter the cache keys: changing them reruns the step and what
-follows it. Resources do not: more memory or threads change how a task runs, not what it writes.
+follows it. Resources do not: more memory or threads change how a task runs, not what it writes; nor do an
+executor's arguments.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genobatch.executors import EXECUTORS
+from genobatch.executors import load as load_executor
+from genobatch.problems import InputError, Problem
+
 from .declarations import Step
-from .inputs import InputError, Problem
 from .templates import StepTemplates
 from .units import memory_mib, seconds
 from .yamlfile import Located, load, unknown_keys
 
 ARGS = ("args", "args2", "args3")
-KEYS = ["cpus", "memory", "time", *ARGS]
+TAKE_STEP_ARGUMENTS = [name for name in EXECUTORS if hasattr(load_executor(name), "STEP_ARGUMENTS")]
+KEYS = ["cpus", "memory", "time", *ARGS, *TAKE_STEP_ARGUMENTS]
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class StepSettings:
     memory_mib: int | None = None
     timeout_seconds: int | None = None
     args: dict[str, list[str]] = field(default_factory=dict)  # "args"/"args2"/"args3" -> words
+    executor_args: dict[str, list[str]] = field(default_factory=dict)  # executor name -> its own arguments
 
 
 def load_settings(path: Path, steps: dict[str, Step]) -> dict[str, StepSettings]:
@@ -91,4 +98,5 @@ def _step_settings(step: Step, values: Located, path: Path, problems: list[Probl
             )
             continue
         args[key] = shlex.split(str(values[key]))
-    return StepSettings(cpus, memory, timeout, args)
+    executor_args = {name: shlex.split(str(values[name])) for name in TAKE_STEP_ARGUMENTS if name in values}
+    return StepSettings(cpus, memory, timeout, args, executor_args)

@@ -20,9 +20,10 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from genobatch.executors.task import Pipe
+from genobatch.problems import InputError
+
 from .declarations import Step
-from .inputs import InputError
-from .tasks import Pipe
 
 OUT, THREADS, MEMORY = "{out}", "{threads}", "{memory_mib}"
 COMMON = {"out", "cpus", "memory_mib", "params", "args", "args2", "args3", "scatter"}

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from genobatch.executors.task import Task
+
 from .declarations import Step
 from .planner import Graph, Planner, Published
-from .tasks import Task
 
 Keyer = Callable[[list[Task], dict[str, str]], dict[str, dict[str, Any]]]  # gives keys; returns their material
 

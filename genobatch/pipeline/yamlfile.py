@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .inputs import InputError, Problem
+from genobatch.problems import InputError, Problem
 
 
 class Located(dict[str, Any]):

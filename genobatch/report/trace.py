@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from genobatch.batch.model import ExitReason
 
 if TYPE_CHECKING:
-    from genobatch.batch.backend import AttemptState, JobState
+    from genobatch.executors.contract import AttemptState, JobState
 
 
 class Task(Protocol):

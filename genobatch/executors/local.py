@@ -1,119 +1,45 @@
-"""The backend contract: what the pipeline layer needs from any batch system, and the local implementation.
-
-A backend is three operations (``submit``, ``poll``, ``cancel``) plus ``Capabilities`` declared as data
-(after Snakemake's executor interface). Every backend answers in the same ``JobStatus`` / ``ExitReason``
-vocabulary, and ``tests/test_backend_conformance.py`` runs one test class against each of them.
-"""
+"""The local executor: this machine's embedded engine runs the jobs (``LocalBackend``), the cache and the task
+files are in the work directory (``LocalExecutor``). ``--executor local`` (the default)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from .client import BatchClient
-from .engine import Engine, Settings
-from .errors import EngineLockedError
-from .model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus, Mount
-from .registry import DEFAULT_JOB_QUEUE
-from .runtime import Runtime
-from .views import MAX_DESCRIBE
+from genobatch.batch.client import BatchClient
+from genobatch.batch.daemon import engine_pid
+from genobatch.batch.engine import Engine
+from genobatch.batch.engine import Settings as EngineSettings
+from genobatch.batch.errors import EngineLockedError
+from genobatch.batch.jobs import abandon_open_jobs
+from genobatch.batch.model import ExitReason, JobStatus
+from genobatch.batch.registry import DEFAULT_JOB_QUEUE
+from genobatch.batch.runtime import Runtime
+from genobatch.batch.store import Store
+from genobatch.batch.views import MAX_DESCRIBE
+from genobatch.problems import InputError, Problem
+from genobatch.storage import s3 as storage
 
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do; callers adapt (e.g. chunk arrays, group dependencies) instead of guessing."""
-
-    name: str
-    max_array_size: int = MAX_ARRAY_SIZE
-    max_depends_on: int = MAX_DEPENDS_ON
-    n_to_n_dependencies: bool = True
-    sequential_dependencies: bool = True
-    min_timeout_seconds: int = 1
-    shared_filesystem: bool = True  # jobs see the submitter's files (local yes; AWS Batch no: stage via S3)
-    terminates_running_jobs: bool = True
+from . import shellrunner
+from .base import Executor, RunContext, task_file_name
+from .contract import AttemptState, Backend, Capabilities, JobSpec, JobState
+from .publish import publish
+from .task import Task, cache_path, runner_spec, task_dir
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """One job (or array job) as the pipeline asks for it, independent of any backend."""
-
-    name: str
-    command: list[str]
-    vcpus: float = 1.0
-    memory_mib: int = 1024
-    image: str | None = None
-    mounts: list[Mount] = field(default_factory=list)  # what a containerised job may see (local backend)
-    environment: dict[str, str] = field(default_factory=dict)
-    depends_on: list[str] = field(default_factory=list)  # job ids; waits for all to succeed
-    array_size: int | None = None
-    n_to_n_with: str | None = None  # array job id whose child i this job's child i waits for
-    sequential: bool = False  # array children run one after another
-    retry_attempts: int = 1
-    timeout_seconds: int | None = None
-    tags: dict[str, str] = field(default_factory=dict)
+@dataclass
+class Settings:
+    """The local executor has no options of its own: --max-cpus and --max-memory cap it, as every run."""
 
 
-@dataclass(frozen=True)
-class AttemptState:
-    number: int
-    exit_reason: ExitReason | None
-    exit_code: int | None
-    status_reason: str | None
-    started_at_ms: int | None
-    stopped_at_ms: int | None
-    cpu_seconds: float | None = None
-    max_rss_kib: int | None = None
-    log: str | None = None  # where the attempt's stderr is, if the backend keeps it locally
-    container_reason: str | None = None  # the detail, e.g. "OutOfMemoryError: ..." or why it could not start
-    runtime: str | None = None  # what ran it: "host", "podman", "docker", "awsbatch"
-    image: str | None = None
-
-
-@dataclass(frozen=True)
-class JobState:
-    job_id: str
-    status: JobStatus
-    status_reason: str | None
-    exit_code: int | None
-    attempts: list[AttemptState]
-    created_at_ms: int | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status.is_terminal
-
-
-class Backend(ABC):
-    capabilities: ClassVar[Capabilities]
-
-    @abstractmethod
-    def submit(self, spec: JobSpec) -> str:
-        """Submit one job (or array job); returns its id. Raises ClientException for a job that can never run."""
-
-    @abstractmethod
-    def poll(self, job_ids: Sequence[str]) -> list[JobState]:
-        """The current state of these jobs (array children are ``<id>:<index>``)."""
-
-    @abstractmethod
-    def cancel(self, job_ids: Sequence[str], reason: str) -> None:
-        """Stop these jobs whatever their state: queued ones are cancelled, running ones terminated."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what the backend holds (threads, connections)."""
-
-    def stuck(self, seconds: float) -> list[str]:
-        """Jobs waiting for capacity longer than ``seconds``, each with the batch system's reason."""
-        return []
-
-    def retries(self) -> dict[str, int]:
-        """What the backend did on its own to recover jobs (e.g. spot reclaims moved on-demand), by kind."""
-        return {}
+def open_executor(context: RunContext, settings: Settings) -> LocalExecutor:
+    return LocalExecutor(context)
 
 
 def state_from_detail(detail: dict[str, Any]) -> JobState:
@@ -198,7 +124,7 @@ class LocalBackend(Backend):
         state_dir: str | Path | None = None,
         queue: str = DEFAULT_JOB_QUEUE,
         engine: str = "thread",
-        settings: Settings | None = None,
+        settings: EngineSettings | None = None,
         runtime: Runtime | None = None,
     ) -> None:
         self.client = BatchClient(state_dir, autostart_engine=engine == "background")
@@ -248,3 +174,71 @@ class LocalBackend(Backend):
             self._engine.request_stop(drain=False)
             self._thread.join(timeout=30)
         self.client.close()
+
+
+class LocalExecutor(Executor):
+    """This machine: the engine in ``<work>/engine``, task outputs in ``<work>/cache``. Other executors whose
+    jobs share this file system (Slurm) keep their data the same way: they subclass it."""
+
+    name = "local"
+    capabilities = LocalBackend.capabilities
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        self.work, self.cache = context.work, context.work / "cache"
+
+    def is_cached(self, key: str) -> bool:
+        return cache_path(self.cache, key).is_dir()
+
+    def remove(self, key: str) -> None:
+        shutil.rmtree(task_dir(self.cache, key), ignore_errors=True)
+
+    def publish(self, key: str, files: dict[str, str], outdir: str) -> None:
+        entry = cache_path(self.cache, key)
+        if storage.is_s3(outdir):
+            s3 = storage.client()
+            for name, rel in files.items():
+                storage.upload(s3, entry / name, f"{outdir.rstrip('/')}/{rel}")
+        else:
+            publish({entry / name: Path(outdir) / rel for name, rel in files.items()})
+
+    def job_spec(self, name: str, tasks: list[Task], keys: dict[str, str], **fields: Any) -> JobSpec:
+        specs = [runner_spec(task, self.cache, keys) for task in tasks]
+        task_file = self.work / "tasks" / task_file_name(name, specs)
+        task_file.parent.mkdir(parents=True, exist_ok=True)
+        task_file.write_text(json.dumps(specs, indent=1))
+        if self.runtime.foreign(tasks[0]):  # an image without genobatch's runner: a bash script runs it
+            task_file.with_suffix(".sh").write_text(shellrunner.script(specs))
+        return JobSpec(
+            name,
+            self.runtime.command(tasks[0], task_file),
+            image=self.runtime.image(tasks[0]),
+            mounts=self.runtime.mounts(tasks, self.cache, keys, task_file),
+            **fields,
+        )
+
+    def backend(self) -> LocalBackend:
+        state = self.work / "engine"
+        holder = engine_pid(state)
+        if holder is not None:
+            message = f"another genobatch run (engine pid {holder}) uses this work directory"
+            raise InputError([Problem(self.work, None, message, "wait for it, or give this run its own --work-dir")])
+        store = Store(state)  # the previous run is gone: its unfinished jobs must not run now
+        abandoned = abandon_open_jobs(store, "abandoned: the run that submitted it ended")
+        self.runtime.runtime.recover(state.resolve(), abandoned)
+        store.close()
+        backend = LocalBackend(state, engine="thread", runtime=self.runtime.runtime)
+        max_cpus, max_memory_mib = self.context.max_cpus, self.context.max_memory_mib
+        name = f"run-{max_cpus or 'all'}-{max_memory_mib or 'all'}"
+        if not backend.client.describe_job_queues(jobQueues=[name])["jobQueues"]:
+            resources: dict[str, Any] = {"type": "LOCAL"}
+            if max_cpus:
+                resources["maxvCpus"] = max_cpus
+            if max_memory_mib:
+                resources["maxMemoryMiB"] = max_memory_mib
+            backend.client.create_compute_environment(computeEnvironmentName=name, computeResources=resources)
+            backend.client.create_job_queue(
+                jobQueueName=name, priority=10, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": name}]
+            )
+        backend.queue = name
+        return backend

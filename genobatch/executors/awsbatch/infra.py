@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from genobatch import __version__
 from genobatch.images import RUNNER, ImageError, image_ref
 
-from .batch_backend import AwsBatchSettings
+from .backend import AwsBatchSettings
 from .clients import Aws
 from .network import STACK_TAG, Network
 from .policies import BATCH_SERVICE_POLICY, ECS_INSTANCE_POLICY, job_bucket_policy, trust_policy

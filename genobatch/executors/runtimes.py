@@ -10,22 +10,29 @@ the image's ID.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from genobatch.batch.container import RUNTIMES, ContainerRuntime, RuntimeUnavailable, image_id
 from genobatch.batch.model import Mount
 from genobatch.batch.runtime import HostRuntime, Runtime
-from genobatch.images import image_ref, status
+from genobatch.images import ImageSpec, image_ref, status
+from genobatch.problems import InputError, Problem
 
-from .declarations import HOST, Step
-from .inputs import InputError, Problem
-from .library import host_tools, image_specs
-from .tasks import Task, cache_path, task_dir
+from .task import HOST, Task, cache_path, task_dir
 from .tools import tool_versions
 
 CHOICES = ("auto", "host", *RUNTIMES)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a run's steps need of a runtime (the pipeline works it out from the step declarations)."""
+
+    images: list[ImageSpec]  # genobatch images, with the tools each must hold
+    host_tools: dict[str, tuple[str, str]]  # tool -> (version command, image) for the host
+    host_only: dict[str, tuple[str, str]]  # the same, of steps that run on the host whatever the runtime
+    foreign: dict[str, str] = field(default_factory=dict)  # an image genobatch did not build -> who uses it
 
 
 @dataclass
@@ -60,7 +67,7 @@ class RunRuntime:
             return ["bash", str(task_file.with_suffix(".sh"))]
         if self.image(task) is not None:
             return ["genobatch-runner", str(task_file)]
-        return [sys.executable, "-m", "genobatch.pipeline.runner", str(task_file)]
+        return [sys.executable, "-m", "genobatch.executors.runner", str(task_file)]
 
     def mounts(self, tasks: list[Task], cache: Path, keys: dict[str, str], task_file: Path) -> list[Mount]:
         """What a containerised job sees: its tasks' directories (writable), their inputs and its task file."""
@@ -74,26 +81,26 @@ class RunRuntime:
         return [Mount(p, p, False) for p in sorted(writable)] + [Mount(p, p, True) for p in sorted(readable)]
 
 
-def choose(choice: str, steps: Sequence[Step], built: set[str]) -> RunRuntime:
-    """Resolve ``--runtime`` for these steps (``built``: the image names genobatch builds). ``auto`` takes
-    podman, then docker, if it works and the steps' images are built; otherwise the host, saying why."""
+def choose(choice: str, needs: Needs) -> RunRuntime:
+    """Resolve ``--runtime``. ``auto`` takes podman, then docker, if it works and the steps' images are
+    built; otherwise the host, saying why."""
     if choice == "host":
-        return RunRuntime(HostRuntime(), tool_versions(host_tools(steps)))
+        return RunRuntime(HostRuntime(), tool_versions(needs.host_tools))
     if choice != "auto":
-        return _containers(choice, steps, built)
+        return _containers(choice, needs)
     reasons = []
     for name in RUNTIMES:
         try:
-            return _containers(name, steps, built)
+            return _containers(name, needs)
         except InputError as exc:
             reasons.append(exc.problems[0].message)
     note = "no container runtime: " + "; ".join(reasons)
-    return RunRuntime(HostRuntime(), tool_versions(host_tools(steps)), note=note)
+    return RunRuntime(HostRuntime(), tool_versions(needs.host_tools), note=note)
 
 
-def _containers(binary: str, steps: Sequence[Step], built: set[str]) -> RunRuntime:
+def _containers(binary: str, needs: Needs) -> RunRuntime:
     try:
-        rows = status(image_specs(steps, built), binary)  # checks first that the runtime works
+        rows = status(needs.images, binary)  # checks first that the runtime works
     except RuntimeUnavailable as exc:
         raise InputError([Problem(Path(binary), None, exc.problem, exc.fix)]) from None
     unusable = [f"{row.ref} ({'stale: ' + row.stale if row.stale else 'missing'})" for row in rows if not row.usable]
@@ -108,19 +115,18 @@ def _containers(binary: str, steps: Sequence[Step], built: set[str]) -> RunRunti
                 )
             ]
         )
-    images = {spec.name: row.ref for spec, row in zip(image_specs(steps, built), rows[1:], strict=True)}
+    images = {spec.name: row.ref for spec, row in zip(needs.images, rows[1:], strict=True)}
     versions = {tool: version for row in rows for tool, version in row.tools.items()}
-    versions.update(tool_versions(host_tools([s for s in steps if s.image == HOST])))
-    for step in steps:
-        if step.foreign_image:
-            versions[f"image {step.image}"] = _foreign_image(binary, step)
+    versions.update(tool_versions(needs.host_only))
+    for image, user in needs.foreign.items():
+        versions[f"image {image}"] = _foreign_image(binary, image, user)
     return RunRuntime(ContainerRuntime(binary), versions, images, note=f"images {image_ref('*')}")
 
 
-def _foreign_image(binary: str, step: Step) -> str:
+def _foreign_image(binary: str, image: str, user: str) -> str:
     """The ID of an image genobatch did not build: it keys the step's cache as tool versions do."""
-    found = image_id(binary, step.image)
+    found = image_id(binary, image)
     if found is None:
-        message = f"image {step.image} of step {step.name} is not on this machine"
-        raise InputError([step.problem("image", message, f"{binary} pull {step.image} (or {binary} build it)")])
+        fix = f"{binary} pull {image} (or {binary} build it)"
+        raise InputError([Problem(Path(image), None, f"image {image} of {user} is not on this machine", fix)])
     return found

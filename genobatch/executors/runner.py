@@ -1,4 +1,4 @@
-"""The job runner: what a batch job executes. ``python -m genobatch.pipeline.runner TASKS.json``
+"""The job runner: what a batch job executes. ``python -m genobatch.executors.runner TASKS.json``
 
 TASKS.json holds a list of task specs; an array job's child runs the one at ``AWS_BATCH_JOB_ARRAY_INDEX``
 (a plain job runs the only one). The runner:
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from genobatch.pipeline import chunks
+from genobatch.executors import chunks
 
 STDERR_TAIL_LINES = 20
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 KEY_VERSION = "2"  # bump when the meaning of a task changes in a way the templates do not show
+HOST = "host"  # a task's image when it runs with this machine's own tools
 
 
 @dataclass
@@ -43,10 +44,11 @@ class Task:
     files: list[Path] = field(default_factory=list)  # external inputs, referenced as {file:N}
     builtin: dict[str, Any] | None = None  # an operation the runner does first (cutting a chunk of reads)
     tools: list[str] = field(default_factory=list)  # whose versions belong in the key
-    image: str = "host"  # the step's image: a genobatch image name, an image reference, or "host"
+    image: str = HOST  # the step's image: a genobatch image name, an image reference, or "host"
     intermediate: bool = False  # deleted once every task that reads it has finished
     group: str | None = None  # tasks with the same group run as one array job
     timeout_seconds: int | None = None
+    executor_args: dict[str, list[str]] = field(default_factory=dict)  # an executor's own, e.g. sbatch's
     key: str = ""
 
     def compute_key(self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]) -> str:

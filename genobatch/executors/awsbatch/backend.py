@@ -10,7 +10,9 @@
   after ``spot_attempts`` reclaims the job is resubmitted to the on-demand queue. An out-of-memory kill is
   resubmitted with twice the memory, up to ``memory_cap_mib``. Application errors are not retried unless
   ``retry_failures`` says so. A resubmitted job keeps its id for the caller; its dependents still waiting are
-  resubmitted to wait for the new job. Counts of each are in ``counters``.
+  resubmitted to wait for the new job. Counts of each are in ``counters`` (``recoveries()``).
+- At most 20 ``dependsOn`` per job (AWS's limit, declared in ``capabilities``: the pipeline's driver waits
+  for more through barrier jobs).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from genobatch.batch.backend import AttemptState, Backend, Capabilities, JobSpec, JobState
 from genobatch.batch.errors import ClientException
 from genobatch.batch.model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus
+from genobatch.executors.contract import AttemptState, Backend, Capabilities, JobSpec, JobState, Recoveries, Stuck
 
 from .clients import Aws
 
@@ -127,7 +129,7 @@ class AwsBatchBackend(Backend):
         self.aws, self.settings = aws, settings
         self.batch = aws.client("batch")
         self.jobs: dict[str, _Tracked] = {}  # logical id -> tracked
-        self.counters: Counter[str] = Counter()  # spot_reclaims, moved_to_on_demand, oom_resubmits...
+        self.counters: Counter[str] = Counter()  # reclaims, moved_to_on_demand, more_memory..., retries per job
         self._definitions: dict[str, str] = {}
         self._limits: dict[str, tuple[float, int]] = {}
         self._cache: dict[str, JobState] = {}
@@ -150,7 +152,8 @@ class AwsBatchBackend(Backend):
         if spec.array_size is not None and spec.array_size > MAX_ARRAY_SIZE:
             raise ClientException(f"array size {spec.array_size} is above AWS Batch's {MAX_ARRAY_SIZE}: split it")
         depends = [self.jobs[d].aws_id if d in self.jobs else d for d in spec.depends_on]
-        depends = self._fan_in(depends, queue)
+        if len(depends) + bool(spec.n_to_n_with) + spec.sequential > MAX_DEPENDS_ON:
+            raise ClientException(f"job {spec.name} depends on more than {MAX_DEPENDS_ON} jobs: AWS Batch's limit")
         request: dict[str, Any] = {
             "jobName": spec.name[:128],
             "jobQueue": queue,
@@ -180,23 +183,6 @@ class AwsBatchBackend(Backend):
         SUBMIT_BUCKET.take()
         job_id: str = self.batch.submit_job(**request)["jobId"]
         return job_id
-
-    def _fan_in(self, depends: list[str], queue: str) -> list[str]:
-        """Keep within the 20-``dependsOn`` limit: wait for groups of 20 through no-op barrier jobs."""
-        while len(depends) > MAX_DEPENDS_ON - 1:  # room for an N_TO_N or SEQUENTIAL entry
-            groups = [depends[i : i + MAX_DEPENDS_ON] for i in range(0, len(depends), MAX_DEPENDS_ON)]
-            barrier = JobSpec("genobatch-barrier", ["true"], vcpus=1, memory_mib=128)
-            depends = []
-            for group in groups:
-                SUBMIT_BUCKET.take()
-                request = {
-                    "jobName": barrier.name,
-                    "jobQueue": queue,
-                    "jobDefinition": self._definition(barrier),
-                    "dependsOn": [{"jobId": d} for d in group],
-                }
-                depends.append(self.batch.submit_job(**request)["jobId"])
-        return depends
 
     def _retry_strategy(self, spec: JobSpec) -> dict[str, Any]:
         """Batch retries spot reclaims itself (same job, dependents undisturbed); other failures exit, and
@@ -343,18 +329,16 @@ class AwsBatchBackend(Backend):
         last = attempts[-1]
         reason = exit_reason(detail["status"], last)
         spec, queue = tracked.spec, self.settings.queue
-        self.counters["spot_reclaims"] += sum(
-            1 for a in attempts if (a.get("statusReason") or "").startswith(SPOT_RECLAIM)
-        )
+        self.counters["reclaims"] += sum(1 for a in attempts if (a.get("statusReason") or "").startswith(SPOT_RECLAIM))
         if reason is ExitReason.LOST and self.settings.on_demand_queue:
             queue = self.settings.on_demand_queue
             self.counters["moved_to_on_demand"] += 1
         elif reason is ExitReason.MEMLIMIT and spec.memory_mib < self.settings.memory_cap_mib:
             spec = replace(spec, memory_mib=min(self.settings.memory_cap_mib, spec.memory_mib * 2))
-            self.counters["oom_resubmits"] += 1
+            self.counters["more_memory"] += 1
         elif reason is ExitReason.FAILED and self.counters[f"retries:{parent}"] < self.settings.retry_failures:
             self.counters[f"retries:{parent}"] += 1
-            self.counters["failure_resubmits"] += 1
+            self.counters["retried_failures"] += 1
         else:
             return False
         state = self._state(logical, detail)
@@ -381,15 +365,16 @@ class AwsBatchBackend(Backend):
                 tracked.aws_id = self._submit(tracked.spec, self.settings.queue)
                 waiting.append(job_id)
 
-    def retries(self) -> dict[str, int]:
-        return {kind: n for kind, n in self.counters.items() if ":" not in kind}
+    def recoveries(self) -> Recoveries:
+        kinds = Recoveries().as_dict()
+        return Recoveries(**{kind: n for kind, n in self.counters.items() if kind in kinds})
 
-    def stuck(self, seconds: float) -> list[str]:
+    def stuck(self, seconds: float) -> list[Stuck]:
         """RUNNABLE for longer than ``seconds``: AWS Batch's own status reason says why (capacity, limits,
         or a MISCONFIGURATION reason for a job that can never be placed)."""
         now = time.monotonic()
         return [
-            f"{job_id} RUNNABLE for {now - since:.0f} s: {self._cache[job_id].status_reason or 'no reason given yet'}"
+            Stuck(job_id, now - since, self._cache[job_id].status_reason or "RUNNABLE, no reason given yet")
             for job_id, since in self._runnable_since.items()
             if now - since > seconds and job_id in self._cache
         ]

@@ -1,4 +1,4 @@
-"""``genobatch run --backend awsbatch``: tasks run as AWS Batch jobs in the tool images (from the stack's ECR
+"""``genobatch run --executor awsbatch``: tasks run as AWS Batch jobs in the tool images (from the stack's ECR
 repositories), their outputs cached in the stack's bucket under ``cache/<key>/out/``.
 
 Jobs share no file system with this machine, so every task is staged: local inputs are uploaded once,
@@ -12,44 +12,36 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from genobatch.aws.batch_backend import AwsBatchBackend
-from genobatch.aws.clients import Aws
-from genobatch.aws.infra import Stack
-from genobatch.aws.pricing import price_table
-from genobatch.batch.backend import AttemptState, Backend, JobSpec
+from genobatch.problems import InputError, Problem
 from genobatch.storage import s3 as storage
 
-from .declarations import HOST, Step
-from .inputs import InputError, Problem
-from .runtimes import RunRuntime
-from .sites import LocalSite, RoutedBackend, Site, task_file_name
-from .tasks import Task, resolved_spec
+from ..base import Executor, RunContext, task_file_name
+from ..contract import AttemptState, Backend, JobSpec
+from ..local import LocalExecutor
+from ..routed import RoutedBackend
+from ..task import HOST, Task, resolved_spec
+from .backend import AwsBatchBackend
+from .clients import Aws
+from .infra import Stack
+from .pricing import price_table
 
 
-class AwsSite(Site):
+class AwsExecutor(Executor):
+    name = "awsbatch"
     capabilities = RoutedBackend.capabilities
 
-    def __init__(
-        self,
-        work: Path,
-        runtime: RunRuntime,
-        stack_name: str,
-        endpoint_url: str | None,
-        digest: Callable[[Path], str],
-        images: list[str],
-    ) -> None:
-        """``images``: the genobatch images the stack holds (an ECR repository each)."""
+    def __init__(self, context: RunContext, stack_name: str) -> None:
+        super().__init__(context)
         if not stack_name:
             raise InputError(
                 [Problem(Path("--aws-stack"), None, "--backend awsbatch needs a stack", "--aws-stack NAME")]
             )
-        self.work, self.runtime = work, runtime
-        self.aws = Aws(endpoint_url=endpoint_url)
-        self.stack = Stack(self.aws, stack_name, images)
+        self.aws = Aws(endpoint_url=context.endpoint_url)
+        self.stack = Stack(self.aws, stack_name, context.images)
         problems = [c for c in self.stack.status() if c.action == "missing" or c.action.startswith("BROKEN")]
         if problems:
             listed = ", ".join(f"{c.kind} {c.name} ({c.action})" for c in problems)
@@ -65,9 +57,8 @@ class AwsSite(Site):
             )
         self.s3 = storage.client(self.aws.endpoint_url)
         self.root = f"s3://{self.stack.names.bucket}"
-        self.local = LocalSite(work, runtime, None, None)
+        self.local = LocalExecutor(replace(context, max_cpus=None, max_memory_mib=None))
         self.uploaded: dict[Path, str] = {}
-        self.digest = digest  # the run's remembered SHA-256 of each input file (inputs.FileFacts)
         self.batch: AwsBatchBackend | None = None
 
     def output_uri(self, key: str) -> str:
@@ -92,7 +83,7 @@ class AwsSite(Site):
     def input_uri(self, path: Path) -> str:
         """A local input file, uploaded once under its content's digest."""
         if path not in self.uploaded:
-            uri = f"{self.root}/inputs/{self.digest(path)}/{path.name}"
+            uri = f"{self.root}/inputs/{self.context.digest(path)}/{path.name}"
             if not storage.exists(self.s3, uri):
                 storage.upload(self.s3, path, uri)
             self.uploaded[path] = uri
@@ -117,7 +108,7 @@ class AwsSite(Site):
         environment = {"AWS_ENDPOINT_URL": self.aws.endpoint_url} if self.aws.endpoint_url else {}
         image = tasks[0].image
         if image == HOST:  # the step runs on the host's tools: this machine runs it, staged the same way
-            command = [sys.executable, "-m", "genobatch.pipeline.runner", uri]
+            command = [sys.executable, "-m", "genobatch.executors.runner", uri]
             return JobSpec(name, command, environment=environment, **fields)
         reference = self.stack.ecr_ref(image)  # only genobatch's images (``refuse``)
         return JobSpec(name, ["genobatch-runner", uri], image=reference, environment=environment, **fields)
@@ -125,27 +116,29 @@ class AwsSite(Site):
     def prices(self) -> dict[str, tuple[float, float, float]]:
         return price_table()
 
-    def refuse(self, steps: list[Step]) -> list[Problem]:
+    def refuse_image(self, image: str) -> str | None:
         """A job on Batch stages its files through S3 with genobatch's runner, which only genobatch's images
         (and this machine, for ``image: host``) have."""
-        return [
-            step.problem(
-                "image",
-                f"step {step.name} runs in {step.image}, which has no genobatch runner to stage files from S3",
-                "on AWS Batch use a genobatch image (or build one FROM localhost/genobatch/runner), or image: host",
-            )
-            for step in steps
-            if step.image != HOST and step.image not in self.stack.images
-        ]
+        if image == HOST or image in self.stack.images:
+            return None
+        return (
+            f"{image} has no genobatch runner to stage files from S3: on AWS Batch use a genobatch image "
+            "(or build one FROM localhost/genobatch/runner), or image: host"
+        )
 
     def backend(self) -> Backend:
         self.batch = AwsBatchBackend(self.aws, self.stack.batch_settings(default_image=self.stack.ecr_ref("runner")))
         return RoutedBackend(self.batch, self.local.backend())
 
     def log_tail(self, attempt: AttemptState, lines: int = 8) -> str:
+        """CloudWatch's log of a job on Batch; this machine's log file of a job that ran here."""
         if attempt.runtime == "awsbatch" and attempt.log and self.batch is not None:
             try:
                 return "\n".join(self.batch.log_text(attempt.log).splitlines()[-lines:])
             except Exception as exc:
                 return f"(log {attempt.log} unavailable: {exc})"
-        return super().log_tail(attempt, lines)
+        return self.local.log_tail(attempt, lines)
+
+    def barrier_spec(self, name: str, depends_on: list[str]) -> JobSpec:
+        """Barriers wait for Batch jobs: they run on Batch too, in the runner's image."""
+        return replace(super().barrier_spec(name, depends_on), image=self.stack.ecr_ref("runner"))

@@ -1,6 +1,6 @@
-"""The tools the steps run on this machine (``--runtime host``): are they installed, which versions (part of
-every cache key). The version commands come from the step declarations; the same probe reads versions inside
-the tool images when ``genobatch images build`` smoke-tests them.
+"""The tools a run's steps use on this machine (``--runtime host``, and ``image: host`` steps): are they
+installed, which versions (part of every cache key). The version commands come from the step declarations;
+the same probe reads versions inside the tool images when ``genobatch images build`` smoke-tests them.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from genobatch.images import probe_version
+from genobatch.problems import InputError, Problem
 
-from .declarations import HOST
-from .inputs import InputError, Problem
+from .task import HOST
 
 
 def host_path() -> str:
