@@ -142,14 +142,15 @@ class ContainerRuntime:
             container=name,
         )
 
-    def run_argv(self, spec: LaunchSpec, name: str, env_names: list[str]) -> list[str]:
-        """The ``run`` command line: limits, user, isolation, mounts (same path inside as outside)."""
+    def run_argv(self, spec: LaunchSpec, name: str | None, env_names: list[str]) -> list[str]:
+        """The ``run`` command line: limits, user, isolation, mounts (same path inside as outside). Without a
+        name (a job another batch system runs), the container is removed when it ends (``--rm``)."""
         assert spec.image is not None
         state = spec.environment.get(ATTEMPT_MARKER_ENV, "").split("|")[0]
         argv = [
             self.binary,
             "run",
-            f"--name={name}",
+            f"--name={name}" if name else "--rm",
             "--pull=never",  # no registry here; a missing image is an error that says how to build it
             f"--cpus={spec.vcpus:g}",
             f"--memory={spec.memory_mib}m",
@@ -163,7 +164,7 @@ class ContainerRuntime:
             f"--workdir={spec.work_dir}",
             f"--volume={spec.work_dir}:{spec.work_dir}:rw",
         ]
-        if self.own_cgroups:
+        if self.own_cgroups and name:
             argv.append(f"--cgroup-parent=/{CGROUP_PARENT}/{name}")
         if self.rootless and self.name == "podman":
             argv.append("--userns=keep-id")  # files written in mounts belong to the user who ran genobatch

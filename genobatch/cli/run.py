@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from genobatch.batch import ClientException
-from genobatch.executors import EXECUTORS
-from genobatch.executors import load as load_executor
+from genobatch.executors.registry import EXECUTORS
+from genobatch.executors.registry import load as load_executor
 from genobatch.executors.runtimes import CHOICES
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.planner import Params

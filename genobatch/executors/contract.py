@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import ClassVar
 
 from genobatch.batch.model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus, Mount
 
@@ -54,6 +53,7 @@ class Recoveries:
     reclaims: int = 0  # spot reclaims, preemptions, node failures (retried in place)
     moved_to_on_demand: int = 0
     more_memory: int = 0  # resubmitted with more memory after an out-of-memory kill
+    more_time: int = 0  # resubmitted with a longer time limit after a timeout
     retried_failures: int = 0  # resubmitted after an application error, as asked
 
     def as_dict(self) -> dict[str, int]:
@@ -115,7 +115,7 @@ class JobState:
 
 
 class Backend(ABC):
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities  # a class's own by default; an instance may read its batch system's (Slurm)
 
     @abstractmethod
     def submit(self, spec: JobSpec) -> str:

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genobatch import executors
 from genobatch.batch.model import JobStatus
-from genobatch.executors import chunks, runtimes
+from genobatch.executors import chunks, registry, runtimes
 from genobatch.executors.base import Executor, RunContext
 from genobatch.executors.contract import JobState, Recoveries
 from genobatch.executors.runtimes import RunRuntime
@@ -274,7 +273,7 @@ class Run:
     def _open_executor(self, runtime: RunRuntime) -> Executor:
         """The executor the run asked for, imported only now (boto3 only for AWS Batch)."""
         assert self.library is not None
-        module = executors.load(self.o.executor)
+        module = registry.load(self.o.executor)
         images = [spec.name for spec in self.library.images]
         context = RunContext(
             self.work, runtime, self.facts.sha256, images, self.o.max_cpus, self.o.max_memory_mib, self.o.endpoint_url

@@ -19,8 +19,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genobatch.executors import EXECUTORS
-from genobatch.executors import load as load_executor
+from genobatch.executors.registry import EXECUTORS
+from genobatch.executors.registry import load as load_executor
 from genobatch.problems import InputError, Problem
 
 from .declarations import Step

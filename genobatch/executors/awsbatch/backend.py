@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any
 
 from genobatch.batch.errors import ClientException
 from genobatch.batch.model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus
@@ -117,7 +117,7 @@ def exit_reason(status: str, attempt: dict[str, Any]) -> ExitReason:
 
 
 class AwsBatchBackend(Backend):
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         name="awsbatch",
         max_array_size=MAX_ARRAY_SIZE,
         max_depends_on=MAX_DEPENDS_ON,
