@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine_overhead
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.containers
+	$(BIN)/python -m bench.slurm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

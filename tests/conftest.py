@@ -13,6 +13,7 @@ from genobatch.batch import BatchClient, Engine, Settings
 from genobatch.batch.store import Store
 
 from .container_helpers import require_podman
+from .slurm_helpers import slurm_cluster  # noqa: F401 - one session-wide cluster, for every test module
 
 # Short grace and poll times keep tests fast; production defaults are larger.
 FAST = Settings(poll_interval=0.05, kill_grace_seconds=1.0, memory_poll_seconds=0.1)

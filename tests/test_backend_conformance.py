@@ -19,6 +19,8 @@ from genobatch.batch.container import ContainerRuntime
 from genobatch.executors.contract import Backend, JobSpec, JobState
 from genobatch.executors.local import LocalBackend
 from genobatch.executors.routed import RoutedBackend
+from genobatch.executors.slurm import Settings as SlurmSettings
+from genobatch.executors.slurm.backend import SlurmBackend
 
 from .aws_helpers import batch_on_moto, moto_server  # noqa: F401 - the fixture
 from .conftest import FAST
@@ -42,6 +44,12 @@ def awsbatch_backend(request: pytest.FixtureRequest, tmp: Path) -> Backend:
     return batch_on_moto(request.getfixturevalue("moto_server"), "conf")
 
 
+def slurm_backend(request: pytest.FixtureRequest, tmp: Path) -> Backend:
+    """A real Slurm cluster on this machine; no retries of timeouts here (the contract's timeout test)."""
+    request.getfixturevalue("slurm_cluster")
+    return SlurmBackend(SlurmSettings(poll_seconds=0.5, retries=0), tmp / "slurm")
+
+
 def routed_backend(request: pytest.FixtureRequest, tmp: Path) -> Backend:
     """Jobs with an image to one backend, the others (all of these) to another: as AWS Batch runs MultiQC."""
     return RoutedBackend(LocalBackend(tmp / "remote", settings=FAST), LocalBackend(tmp / "local", settings=FAST))
@@ -51,6 +59,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
     "local": lambda request, tmp: LocalBackend(tmp / "state", engine="thread", settings=FAST),
     "local-podman": podman_backend,
     "awsbatch": awsbatch_backend,
+    "slurm": slurm_backend,
     "routed": routed_backend,
 }
 

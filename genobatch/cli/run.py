@@ -113,7 +113,10 @@ def add_executor_arguments(run: argparse.ArgumentParser) -> None:
             flag = setting.metadata.get("flag", f"--{name}-{setting.name.replace('_', '-')}")
             kind = {"int": int, "float": float}.get(str(setting.type), str)
             help_text = setting.metadata.get("help", "")
-            group.add_argument(flag, dest=f"{name}.{setting.name}", type=kind, default=None, help=help_text)
+            metavar = setting.name.upper()
+            group.add_argument(
+                flag, dest=f"{name}.{setting.name}", type=kind, default=None, metavar=metavar, help=help_text
+            )
 
 
 def executor_settings(args: argparse.Namespace) -> Any:

@@ -16,6 +16,7 @@ from types import ModuleType
 EXECUTORS = {
     "local": "genobatch.executors.local",
     "awsbatch": "genobatch.executors.awsbatch",
+    "slurm": "genobatch.executors.slurm",
 }
 
 
