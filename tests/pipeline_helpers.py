@@ -83,9 +83,21 @@ def by_hand(sample: str, r1: Path, r2: Path, fasta: Path, ploidy: int, workdir: 
     return [line for line in call.stdout.splitlines() if not line.startswith("#")]
 
 
+def newest(outdir: Path, pattern: str) -> Path:
+    """The last run's file of ``pipeline_info`` (names carry the run's start time, so they sort by it)."""
+    found = sorted((outdir / "pipeline_info").glob(pattern))
+    assert found, f"no {pattern} in {outdir / 'pipeline_info'}"
+    return found[-1]
+
+
 def trace(outdir: Path) -> list[dict[str, str]]:
-    with open(outdir / "pipeline_info" / "execution_trace.tsv") as handle:
+    """The last run's trace rows, by Nextflow's column names (and genobatch's after them)."""
+    with open(newest(outdir, "execution_trace_*.txt")) as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def report(outdir: Path) -> str:
+    return newest(outdir, "execution_report_*.html").read_text()
 
 
 def ran(outdir: Path) -> list[dict[str, str]]:

@@ -7,7 +7,6 @@ Needs podman and the images (``./bootstrap test`` sets both up). Without them th
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -30,7 +29,7 @@ from genobatch.problems import InputError
 
 from .conftest import FAST
 from .container_helpers import RUNNER
-from .pipeline_helpers import DATA, DATASETS, needs_tools, records, run_pipeline
+from .pipeline_helpers import DATA, DATASETS, needs_tools, records, run_pipeline, trace
 
 LIBRARY = Library.load()
 
@@ -168,7 +167,8 @@ def test_pipeline_refuses_missing_or_stale_images(podman: None, monkeypatch: pyt
         with pytest.raises(InputError) as caught:
             runtimes.choose("podman", needs(LIBRARY.select(), LIBRARY.image_names))
     [problem] = caught.value.problems
-    assert "5 tool image(s) not usable" in problem.message and "not-built (missing)" in problem.message
+    used = {step.image for step in LIBRARY.select()} | {"runner"}  # the default steps' images and the runner's
+    assert f"{len(used)} tool image(s) not usable" in problem.message and "not-built (missing)" in problem.message
     assert problem.fix == "genobatch images build --runtime podman"
     monkeypatch.setattr(images, "runner_digest", lambda: "other-runner-code")
     with pytest.raises(InputError) as caught:
@@ -228,12 +228,11 @@ def test_pipeline_in_containers_equals_the_host_tools(podman: None, dataset: str
         )
         assert f"Runtime: {runtime}" in result.stdout
         outputs[runtime] = outdir
-        with open(outdir / "pipeline_info" / "execution_trace.tsv") as handle:
-            rows = [row for row in csv.DictReader(handle, delimiter="\t") if row["status"] == "COMPLETED"]
+        rows = [row for row in trace(outdir) if row["status"] == "COMPLETED"]
         for row in rows:
-            expected = "host" if runtime == "host" or row["step"] == "multiqc" else "podman"
+            expected = "host" if runtime == "host" else "podman"  # MultiQC too: it has its image
             assert row["runtime"] == expected, row
-            assert (row["image"] != "") == (expected == "podman"), row
+            assert (row["container"] != "-") == (expected == "podman"), row
     vcfs = sorted(p.relative_to(outputs["host"]) for p in outputs["host"].glob("*/*.vcf.gz"))
     assert vcfs, "the host run published VCFs"
     for vcf in vcfs:

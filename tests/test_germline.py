@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from .pipeline_helpers import DATA, DATASETS, by_hand, needs_tools, ran, records, run_pipeline, trace
+import genobatch
+
+from .pipeline_helpers import DATA, DATASETS, by_hand, needs_tools, ran, records, report, run_pipeline, trace
 
 pytestmark = needs_tools
 
@@ -92,9 +95,10 @@ def test_vcf_records_equal_the_by_hand_pipeline(
         aligned = [r for r in rows if r["step"] == "align" and r["sample"] == "combined"]
         assert len(aligned) == 2, "the combined sample was aligned in two chunks"
     assert (outdir / "multiqc" / "multiqc_report.html").stat().st_size > 10_000
-    assert "timeline" in (outdir / "pipeline_info" / "execution_report.html").read_text().lower()
-    versions = (outdir / "pipeline_info" / "software_versions.yml").read_text()
-    assert "bwa: 0.7.17" in versions and "bcftools: 1.16" in versions
+    assert "timeline" in report(outdir).lower()
+    versions = yaml.safe_load((outdir / "pipeline_info" / "software_versions.yml").read_text())
+    assert versions["align"]["bwa"].startswith("0.7.17") and versions["call"]["bcftools"] == "1.16", versions
+    assert versions["Workflow"]["genobatch"] == genobatch.__version__ and versions["Workflow"]["runtime"] == "host"
 
 
 def test_resume_runs_nothing_and_partial_reruns(tmp_path: Path) -> None:
@@ -117,8 +121,8 @@ def test_resume_runs_nothing_and_partial_reruns(tmp_path: Path) -> None:
         path.write_bytes(gzip.compress(b"".join(lines[:-4])))  # drop the last read of each mate
     run_pipeline(*args)
     rerun = ran(outdir)
-    assert rerun and {r["sample"] for r in rerun} == {"subsample1", ""}, rerun
-    assert {r["step"] for r in rerun if r["sample"] == ""} == {"multiqc"}
+    assert rerun and {r["sample"] for r in rerun} == {"subsample1", "-"}, rerun  # "-": over all samples
+    assert {r["step"] for r in rerun if r["sample"] == "-"} == {"multiqc"}
     assert records(outdir / "subsample2" / "subsample2.vcf.gz") == vcf_before
 
     # A changed calling parameter reruns calling and what follows it, not alignment or QC.
@@ -185,8 +189,8 @@ def test_sigkill_mid_run_then_rerun_finishes_without_rerunning_finished_tasks(tm
         [sys.executable, "-m", "genobatch", "run", *args], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    rerun_keys = {r["hash"] for r in ran(outdir)}
-    assert not {key[:12] for key in finished} & rerun_keys, "a task finished before the kill ran again"
+    rerun_keys = {r["hash"] for r in ran(outdir)}  # Nextflow's short form: ab/cdef12
+    assert not {f"{key[:2]}/{key[2:8]}" for key in finished} & rerun_keys, "a task finished before the kill ran again"
     leftovers = subprocess.run(["pgrep", "-f", str(work / "tasks")], capture_output=True, text=True).stdout.split()
     assert leftovers == []
     reference = tmp_path / "reference-run"
@@ -223,7 +227,7 @@ def test_a_failing_tool_fails_its_sample_and_the_others_finish(tmp_path: Path) -
     assert (outdir / "subsample2" / "subsample2.vcf.gz").is_file()
     assert not (outdir / "subsample1").exists(), "nothing of a failed sample is published"
     assert (outdir / "multiqc" / "multiqc_report.html").is_file()
-    assert "paired reads have different names" in (outdir / "pipeline_info" / "execution_report.html").read_text()
+    assert "paired reads have different names" in report(outdir)
 
 
 def test_lanes_markdup_joint_and_intermediates(tmp_path: Path) -> None:
@@ -254,6 +258,15 @@ def test_lanes_markdup_joint_and_intermediates(tmp_path: Path) -> None:
         ["bcftools", "query", "-l", str(outdir / "joint" / "joint.vcf.gz")], capture_output=True, text=True, check=True
     ).stdout.split()
     assert joint == ["two_lanes", "single"]
+    joint_header = subprocess.run(
+        ["bcftools", "view", "-h", str(outdir / "joint" / "joint.vcf.gz")], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"##reference=file://{(m / 'MH356245.1.reference.fasta').resolve()}\n" in joint_header
+    assert "##source=genobatch-" in joint_header, joint_header
+    assert "##genobatchCommand=genobatch run --ploidy 1 --tools markdup,joint; Version=" in joint_header, joint_header
+    assert "SN\t0\tnumber of samples:\t2\n" in (outdir / "joint" / "joint.bcftools_stats.txt").read_text()
+    in_multiqc = (outdir / "multiqc" / "multiqc_data" / "multiqc_bcftools_stats.txt").read_text().splitlines()
+    assert any(line.startswith("joint\t") for line in in_multiqc), in_multiqc[:5]
     left = {json_step(p) for p in (work / "cache").glob("*/*/out")}
     assert not [p for p in (work / "cache").glob("*/*") if not (p / "out").is_dir()], "an intermediate's directory"
     assert "align" not in left and "call" not in left, f"intermediates kept: {left}"

@@ -42,7 +42,15 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing sheet": (lambda d: d / "nope.csv", "nope.csv: cannot read the sample sheet"),
     "wrong header": (
         lambda d: put(d / "s.csv", b"id,r1,r2\n") or d / "s.csv",
-        "s.csv:1: the header must start with sample,fastq_1,fastq_2",
+        "s.csv:1: the header must have the columns sample, fastq_1, fastq_2",
+    ),
+    "not UTF-8": (
+        lambda d: put(d / "s.csv", f"sample,fastq_1,fastq_2\nb\xe9,{good_pair(d)}\n".encode("latin-1")) or d / "s.csv",
+        "s.csv:2: the sample sheet is not UTF-8 text",
+    ),
+    "read group value": (
+        lambda d: put(d / "s.csv", f"sample,lane,fastq_1,fastq_2\na,L 1,{good_pair(d)}\n".encode()) or d / "s.csv",
+        "s.csv:2: lane 'L 1' is not allowed",
     ),
     "missing fastq": (lambda d: sheet(d, "a,missing_1.fq.gz,missing_2.fq.gz"), "samples.csv:2: "),
     "bad sample name": (lambda d: sheet(d, f"a;rm -rf,{good_pair(d)}"), "samples.csv:2: sample name 'a;rm -rf'"),

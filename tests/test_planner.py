@@ -107,14 +107,16 @@ def test_default_pipeline_tasks_edges_and_published_paths() -> None:
     assert paths["S1/fastqc/S1_L1_R2_fastqc.zip"] == "fastqc:S1:1:S1_L1_R2.fq.gz:S1_L1_R2_fastqc.zip"
     assert paths["S1/stats/S1.flagstat.txt"] and paths["S2/stats/S2.bcftools_stats.txt"]
     assert paths["multiqc/multiqc_report.html"] == "multiqc:multiqc_report.html"
-    assert len(paths) == 2 * (4 + 4 + 3) + 1
+    assert paths["multiqc/multiqc_data"] == "multiqc:multiqc_data"
+    assert len(paths) == 2 * (4 + 4 + 3) + 2
 
 
 def test_commands_are_what_the_by_hand_pipeline_runs() -> None:
     graph, _ = plan()
     tasks = by_name(graph)
     assert command(tasks["align:S1:1:0"]) == (
-        "bwa mem -t {threads} -K 10000000 -R @RG\\tID:S1.1\\tSM:S1\\tPL:ILLUMINA {in:reference}/ref.fa {file:0} "
+        "bwa mem -t {threads} -K 10000000 -R @RG\\tID:S1.1\\tSM:S1\\tLB:S1\\tPL:ILLUMINA\\tPU:1 "
+        "{in:reference}/ref.fa {file:0} "
         "{file:1} | samtools sort -m 512M -T {out}/sort -o {out}/aligned.bam -"
     )
     assert command(tasks["call:S1:1"]) == (
@@ -222,7 +224,7 @@ def test_resources_caps_and_settings() -> None:
     configured, _ = plan(settings=settings, limits=Limits(vcpus=8))
     align = by_name(configured)["align:S1:1:0"]
     assert (align.vcpus, align.memory_mib, align.timeout_seconds) == (3, 6000, 3600)
-    assert "PL:ILLUMINA -Y {in:reference}/ref.fa" in command(align)
+    assert "PU:1 -Y {in:reference}/ref.fa" in command(align)
     assert align.key == "" and by_name(graph)["align:S1:1:0"].pipes != align.pipes, "args change the command"
 
 

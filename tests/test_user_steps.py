@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .pipeline_helpers import DATA, needs_tools, ran, run_pipeline, trace
+from .pipeline_helpers import DATA, needs_tools, ran, report, run_pipeline, trace
 from .test_step_declarations import IDXSTATS
 
 pytestmark = needs_tools
@@ -82,15 +82,13 @@ def test_user_steps_run_in_images_and_on_the_host_are_published_cached_traced(po
         assert len(md5[0]) == 32 and md5[1].endswith(f"{sample}.vcf.gz")
         assert int((outdir / sample / f"{sample}.bytes").read_text().split()[0]) > 10_000
     rows = {(r["step"], r["sample"]): r for r in trace(outdir) if r["status"] == "COMPLETED"}
-    assert rows[("idxstats", "subsample1")]["image"].endswith("/samtools:0.1.0")
-    assert (
-        rows[("checksum", "subsample1")]["image"] == FOREIGN and rows[("checksum", "subsample1")]["runtime"] == "podman"
-    )
+    assert rows[("idxstats", "subsample1")]["container"].endswith("/samtools:0.1.0")
+    checksum = rows[("checksum", "subsample1")]
+    assert checksum["container"] == FOREIGN and checksum["runtime"] == "podman"
     assert rows[("lines", "subsample1")]["runtime"] == "host"
     assert len([r for r in trace(outdir) if r["step"] == "depth"]) == 4, "two regions for each of two samples"
-    report = (outdir / "pipeline_info" / "execution_report.html").read_text()
-    assert all(f"<td>{step}</td>" in report for step in ("idxstats", "depth", "checksum", "lines"))
-    assert "#993366" in report, "the step's own colour in the timeline"
+    assert all(f"<td>{step}</td>" in report(outdir) for step in ("idxstats", "depth", "checksum", "lines"))
+    assert "#993366" in report(outdir), "the step's own colour in the timeline"
     assert "samtools-idxstats-mapped-reads-plot" in (outdir / "multiqc" / "multiqc_report.html").read_text().lower()
 
     again = run_pipeline(*args, "--steps", str(steps), "--runtime", "podman")

@@ -45,7 +45,7 @@ def test_waves_intermediates_and_a_summary_of_the_samples_that_succeeded() -> No
     second = workflow.next_tasks()
     assert [t.name for t in second] == ["multiqc"]
     assert not any(":S1" in up for up in by_name.get("multiqc", second[0]).upstream)
-    assert workflow.plan.tasks[-1].name == "multiqc" and workflow.next_tasks() == []
+    assert workflow.plan.tasks[-1].name == "multiqc" and workflow.next_tasks() is None
 
 
 def test_cached_work_is_not_proposed_and_what_only_the_summary_reads_is() -> None:
@@ -62,3 +62,13 @@ def test_cached_work_is_not_proposed_and_what_only_the_summary_reads_is() -> Non
     keyer(summary.tasks, {})
     needed, _ = decide_samples(not_published, summary, is_cached)
     assert [t.name for t in needed] == ["bamstats:S2"], "MultiQC will read it"
+
+
+def test_a_summary_runs_even_when_every_sample_task_is_cached() -> None:
+    """Only a step over all samples changed (MultiQC's arguments, a new summary step): the empty first wave
+    does not end the run before the summary's."""
+    _, plan = setup()
+    workflow, cached_plan = setup(cached={t.key for t in plan.tasks})
+    assert workflow.next_tasks() == [] and cached_plan.needed == []
+    assert [t.name for t in workflow.next_tasks() or []] == ["multiqc"]
+    assert workflow.next_tasks() is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from genobatch.batch import BatchClient, ClientException
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
 from genobatch.problems import InputError
 
-from . import aws, batch, engine, images, run, steps
+from . import aws, batch, engine, images, run, runs, steps
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
 
 
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(subparsers, common)
     engine.add_parser(subparsers, common)
     run.add_parser(subparsers, common)
+    runs.add_parser(subparsers, common)
     steps.add_parser(subparsers, common)
     images.add_parser(subparsers, common)
     aws.add_parser(subparsers, common)
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
             code = images.run(args)
         elif args.command == "steps":
             code = steps.run(args)
+        elif args.command == "runs":
+            code = runs.run(args)
         elif args.command == "aws":
             code = aws.run(args)
         else:
@@ -67,4 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     except TimeoutError as exc:
         print(f"genobatch: {exc}", file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:  # before a run started its jobs (a run handles its own: report, resume line)
+        print("genobatch: interrupted; nothing was lost", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:  # `genobatch ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + signal.SIGPIPE
     sys.exit(code)

@@ -1,17 +1,20 @@
-"""``genobatch aws up|status|down``: the AWS infrastructure of a stack (see ``genobatch.executors.awsbatch.infra``)."""
+"""``genobatch aws up|status|down``: the AWS infrastructure of a stack (see ``genobatch.executors.awsbatch.infra``).
+
+boto3 is an optional extra (``genobatch[aws]``): it is imported when a verb runs, not when the CLI starts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from genobatch.executors.awsbatch.clients import Aws
-from genobatch.executors.awsbatch.infra import Change, Stack, StackOptions, job_logs, push_images
+from genobatch.executors.registry import MissingExtra, import_extra
 from genobatch.images import ImageError
 from genobatch.pipeline.library import Library
+
+if TYPE_CHECKING:
+    from genobatch.executors.awsbatch.infra import Change
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -35,7 +38,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         if verb == "logs":
             parser.add_argument("job_id", metavar="JOB_ID")
         if verb == "up":
-            parser.add_argument("--max-vcpus", type=int, default=StackOptions.max_vcpus)
+            parser.add_argument("--max-vcpus", type=int, help="the compute environments' maxvCpus")
             spot = parser.add_mutually_exclusive_group()
             spot.add_argument("--spot", dest="spot", action="store_true", default=True, help="spot first (default)")
             spot.add_argument("--on-demand", dest="spot", action="store_false", help="on-demand capacity only")
@@ -49,10 +52,21 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        import_extra("aws", "boto3", "genobatch aws")
+    except MissingExtra as exc:
+        print(f"genobatch: {exc}", file=sys.stderr)
+        return 1
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from genobatch.executors.awsbatch.clients import Aws
+    from genobatch.executors.awsbatch.infra import Stack, StackOptions, job_logs, push_images
+
+    try:
         images = [spec.name for spec in Library.load().images]
         stack = Stack(Aws(args.region or "", args.endpoint_url), args.name, images)
         if args.verb == "up":
-            changes = stack.up(StackOptions(args.name, args.max_vcpus, args.spot, args.nat))
+            cap = {"max_vcpus": args.max_vcpus} if args.max_vcpus else {}  # else StackOptions' default
+            changes = stack.up(StackOptions(args.name, spot=args.spot, nat=args.nat, **cap))
             show(changes)
             created = [c for c in changes if c.action == "created"]
             print(f"{len(created)} resource(s) created" if created else "Nothing to change: everything exists.")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -222,6 +224,7 @@ def options(args: argparse.Namespace) -> Options:
         skip_tools=args.skip_tools,
         steps=args.steps,
         settings=args.config,
+        command=shlex.join(["genobatch", *sys.argv[1:]]),
     )
 
 
@@ -229,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.regions < 0:
         print("genobatch: error: --regions must be >= 0", file=sys.stderr)
         return EXIT_BAD_INPUT
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or kill's TERM: stop as Ctrl-C does, report first
     try:
         return Run(options(args)).execute()
     except InputError as exc:
@@ -236,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
     except ClientException as exc:  # e.g. --max-cpus above what this machine has
         print(f"genobatch: error: {exc}; nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def bad_input(exc: InputError) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .contract import AttemptState, Backend, Capabilities, JobSpec
+from .publish import PublishedIndex
 from .runtimes import RunRuntime
 from .task import Task
 
@@ -29,6 +30,7 @@ class RunContext:
     max_cpus: int | None = None
     max_memory_mib: int | None = None
     endpoint_url: str | None = None  # another S3 (and AWS) endpoint than AWS's
+    dry_run: bool = False  # only the plan and its estimate: no need to reach a batch system
 
 
 class Executor(ABC):
@@ -38,6 +40,7 @@ class Executor(ABC):
     def __init__(self, context: RunContext) -> None:
         self.context = context
         self.runtime = context.runtime
+        self.published = PublishedIndex(context.work / "published.json")  # what is in the outdir, from where
 
     def prices(self) -> dict[str, tuple[float, float, float]]:
         """Instance family -> (on-demand, spot low, spot high) USD per vCPU-hour; none on a machine of yours."""
@@ -50,13 +53,18 @@ class Executor(ABC):
     @abstractmethod
     def is_cached(self, key: str) -> bool: ...
 
+    def workdir(self, key: str) -> str:
+        """Where a task's files are (the trace's ``workdir``)."""
+        return "-"
+
     @abstractmethod
     def remove(self, key: str) -> None:
         """Delete an intermediate output nothing pending needs any more."""
 
     @abstractmethod
-    def publish(self, key: str, files: dict[str, str], outdir: str) -> None:
-        """Copy ``files`` (name in the task's output -> path relative to ``outdir``) into ``outdir``."""
+    def publish(self, key: str, files: dict[str, str], outdir: str) -> int:
+        """Copy ``files`` (name in the task's output -> path relative to ``outdir``) into ``outdir``, but those
+        published from the same output and untouched since (``published``); returns how many were copied."""
 
     @abstractmethod
     def job_spec(self, name: str, tasks: list[Task], keys: dict[str, str], **fields: Any) -> JobSpec:

@@ -29,7 +29,7 @@ from genobatch.storage import s3 as storage
 from . import shellrunner
 from .base import Executor, RunContext, task_file_name
 from .contract import AttemptState, Backend, Capabilities, JobSpec, JobState
-from .publish import publish
+from .publish import local_state, publish_file
 from .task import Task, cache_path, runner_spec, task_dir
 
 
@@ -190,17 +190,31 @@ class LocalExecutor(Executor):
     def is_cached(self, key: str) -> bool:
         return cache_path(self.cache, key).is_dir()
 
+    def workdir(self, key: str) -> str:
+        return str(task_dir(self.cache, key))
+
     def remove(self, key: str) -> None:
         shutil.rmtree(task_dir(self.cache, key), ignore_errors=True)
 
-    def publish(self, key: str, files: dict[str, str], outdir: str) -> None:
-        entry = cache_path(self.cache, key)
-        if storage.is_s3(outdir):
-            s3 = storage.client()
-            for name, rel in files.items():
-                storage.upload(s3, entry / name, f"{outdir.rstrip('/')}/{rel}")
-        else:
-            publish({entry / name: Path(outdir) / rel for name, rel in files.items()})
+    def publish(self, key: str, files: dict[str, str], outdir: str) -> int:
+        entry, copied = cache_path(self.cache, key), 0
+        s3 = storage.client(self.context.endpoint_url) if storage.is_s3(outdir) else None
+        for name, rel in files.items():
+            source = f"{key}/{name}"
+            if s3 is not None:
+                target = f"{outdir.rstrip('/')}/{rel}"
+                if self.published.unchanged(target, source, storage.state(s3, target)):
+                    continue
+                (storage.upload_dir if (entry / name).is_dir() else storage.upload)(s3, entry / name, target)
+                self.published.record(target, source, storage.state(s3, target))
+            else:
+                path = Path(outdir) / rel
+                if self.published.unchanged(str(path), source, local_state(path)):
+                    continue
+                publish_file(entry / name, path)
+                self.published.record(str(path), source, local_state(path))
+            copied += 1
+        return copied
 
     def job_spec(self, name: str, tasks: list[Task], keys: dict[str, str], **fields: Any) -> JobSpec:
         specs = [runner_spec(task, self.cache, keys) for task in tasks]

@@ -23,3 +23,16 @@ EXECUTORS = {
 def load(name: str) -> ModuleType:
     """The executor's module; KeyError for a name that is not registered."""
     return importlib.import_module(EXECUTORS[name])
+
+
+class MissingExtra(Exception):
+    """An optional dependency is not installed; the message says which extra brings it."""
+
+
+def import_extra(extra: str, module: str, needed_by: str) -> None:
+    """Import ``module`` (of the ``genobatch[extra]`` extra), or raise MissingExtra saying how to install it."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{needed_by} needs {module}, which is not installed: pip install 'genobatch[{extra}]'"
+        raise MissingExtra(message) from exc

@@ -1,5 +1,5 @@
 """A backend that sends each job where it can run: jobs with an image to a remote batch system, jobs without one
-(steps with ``image: host``, such as MultiQC) to this machine's engine, staged the same way."""
+(steps with ``image: host``, such as a user's own tool) to this machine's engine, staged the same way."""
 
 from __future__ import annotations
 

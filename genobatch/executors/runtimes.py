@@ -3,7 +3,7 @@
 ``choose`` decides before any compute starts (bad choices are InputErrors that say what to run). In container
 mode each job runs in its step's image, sees only its own task directories (writable) and its inputs
 (read-only), and the tool versions that key the cache are those the images recorded when built. Steps with
-``image: host`` (MultiQC) run on the host; a step naming an image genobatch did not build runs in it, keyed by
+``image: host`` run on the host; a step naming an image genobatch did not build runs in it, keyed by
 the image's ID.
 """
 

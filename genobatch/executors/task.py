@@ -1,7 +1,8 @@
 """Tasks: one unit of pipeline work, its content-based cache key, and the JSON the job runner executes.
 
 A task's commands are templates. ``{out}`` is its output directory, ``{in:NAME}`` the output directory of
-upstream task NAME, ``{file:N}`` its N-th input file, ``{threads}`` its vCPUs and ``{memory_mib}`` its memory.
+upstream task NAME, ``{file:N}`` its N-th input file, ``{threads}`` its vCPUs, ``{memory_mib}`` its memory and
+``{heap_mib}`` a Java heap that fits in it.
 Keys hash the templates, the tool versions, the parameters, the upstream tasks' keys and the input files'
 *contents*, never paths nor resources. The same work under another path or name is a cache hit, and a
 changed byte anywhere upstream is a miss.
@@ -79,6 +80,17 @@ class Task:
         }
 
 
+def java_heap_mib(memory_mib: int) -> int:
+    """A JVM's heap within a job's memory: three quarters, the rest for the JVM itself and the tool's files."""
+    return max(128, memory_mib * 3 // 4)
+
+
+def with_resources(text: str, task: Task) -> str:
+    """``{threads}``, ``{memory_mib}`` and ``{heap_mib}`` as the task's resources make them."""
+    text = text.replace("{threads}", str(max(1, int(task.vcpus)))).replace("{memory_mib}", str(task.memory_mib))
+    return text.replace("{heap_mib}", str(java_heap_mib(task.memory_mib)))
+
+
 def task_dir(cache: Path, key: str) -> Path:
     """A task's own directory: its output and the partial output of attempts (a container's only writable
     mount, so that the output can be renamed into place inside the container)."""
@@ -106,7 +118,7 @@ def resolved_spec(
     """The runner's JSON, with ``{in:NAME}`` and ``{file:N}`` resolved by the given functions."""
 
     def resolve(text: str) -> str:
-        text = text.replace("{threads}", str(max(1, int(task.vcpus)))).replace("{memory_mib}", str(task.memory_mib))
+        text = with_resources(text, task)
         for name in task.upstream:
             text = text.replace("{in:" + name + "}", upstream_dir(name))
         for i, path in enumerate(task.files):

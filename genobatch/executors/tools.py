@@ -18,7 +18,7 @@ from .task import HOST
 
 
 def host_path() -> str:
-    """PATH with genobatch's own interpreter's folder first: tools installed beside it (MultiQC) are found."""
+    """PATH with genobatch's own interpreter's folder first: tools installed beside it (its extras) are found."""
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from genobatch.executors.task import Task
+from genobatch.executors.task import Task, with_resources
 
 from .grouping import jobs_for
 from .workflow import Plan
 
 
 def describe_plan(plan: Plan, max_array_size: int) -> list[str]:
-    """Tasks per step (to run, cached), then each job with its array size, resources and first command."""
+    """Tasks per step (to run, cached), then each job with its array size, resources (after the caps) and
+    every command, threads and heap as they will run (paths stay placeholders: each executor has its own)."""
     per_step: dict[str, Counter[str]] = defaultdict(Counter)
     example: dict[str, Task] = {}
     needed = {t.name for t in plan.needed}
@@ -32,8 +34,12 @@ def describe_plan(plan: Plan, max_array_size: int) -> list[str]:
     for job in jobs_for(plan.needed, max_array_size):
         first = job.tasks[0]
         size = f" (array of {len(job.tasks)})" if len(job.tasks) > 1 else ""
-        command = " | ".join(" ".join(a) for a in first.pipes[0].argv) if first.pipes else first.builtin
-        lines.append(f"  job {job.name}{size}: {first.vcpus} vCPU, {first.memory_mib} MiB: {command}")
+        lines.append(f"  job {job.name}{size}: {first.vcpus} vCPU, {first.memory_mib} MiB")
+        if first.builtin:
+            lines.append(f"      first: {first.builtin['op']} (genobatch's runner)")
+        for pipe in first.pipes:
+            command = " | ".join(shlex.join(with_resources(word, first) for word in argv) for argv in pipe.argv)
+            lines.append(f"      {command}" + (f" > {pipe.stdout}" if pipe.stdout else ""))
     return lines
 
 

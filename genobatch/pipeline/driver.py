@@ -35,6 +35,7 @@ class Driver:
     backend: Backend
     progress: Progress
     run_id: str  # tags every job of the run (AWS Batch, cost reports)
+    on_row: Callable[[TraceRow], None] = lambda row: None  # each attempt's row, as it ends (the trace file)
     trace: list[TraceRow] = field(default_factory=list)
     warned: set[str] = field(default_factory=set)  # jobs already reported as stuck
     history: dict[str, Counter[str]] = field(default_factory=dict)  # done/failed per step in earlier waves
@@ -54,6 +55,20 @@ class Driver:
             for i, task in enumerate(job.tasks)
         }
         ended: dict[str, bool] = {}  # child -> succeeded
+        try:
+            self._follow(children, ended, cached_per_step, on_end)
+        except KeyboardInterrupt:  # Ctrl-C: stop what still runs (a rerun resumes), then let it through
+            self.backend.cancel([c for c in children if c not in ended], "genobatch run interrupted")
+            raise
+
+    def _follow(
+        self,
+        children: dict[str, Task],
+        ended: dict[str, bool],
+        cached_per_step: Counter[str],
+        on_end: Callable[[Task, JobState], None],
+    ) -> None:
+        counts: dict[str, Counter[str]] = {}
         while len(ended) < len(children):
             states = {s.job_id: s for s in self.backend.poll([c for c in children if c not in ended])}
             for child, state in states.items():
@@ -66,7 +81,8 @@ class Driver:
             self._warn_stuck()
             if len(ended) < len(children):
                 time.sleep(POLL_SECONDS)
-        self.history = {step: Counter({k: c[k] for k in ("done", "failed")}) for step, c in counts.items()}
+        if counts:  # an empty wave (all of it cached) leaves the earlier waves' counts as they are
+            self.history = {step: Counter({k: c[k] for k in ("done", "failed")}) for step, c in counts.items()}
 
     def _submit(self, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]) -> None:
         keys = {t.name: t.key for t in by_name.values()}
@@ -108,10 +124,10 @@ class Driver:
         return depends
 
     def _record(self, state: JobState, task: Task) -> None:
-        for attempt in state.attempts:
-            self.trace.append(TraceRow.from_attempt(task, state, attempt))
-        if not state.attempts:
-            self.trace.append(TraceRow.not_run(task, state))
+        rows = [TraceRow.from_attempt(task, state, a) for a in state.attempts] or [TraceRow.not_run(task, state)]
+        for row in rows:
+            self.trace.append(row)
+            self.on_row(row)
 
     def why_failed(self, state: JobState) -> str:
         last = state.attempts[-1] if state.attempts else None

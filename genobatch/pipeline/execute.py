@@ -14,24 +14,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genobatch import __version__
 from genobatch.batch.model import JobStatus
 from genobatch.executors import chunks, registry, runtimes
 from genobatch.executors.base import Executor, RunContext
 from genobatch.executors.contract import JobState, Recoveries
 from genobatch.executors.runtimes import RunRuntime
 from genobatch.executors.task import Task
-from genobatch.problems import InputError
-from genobatch.report.html import write_report
-from genobatch.report.trace import TraceRow, write_trace
+from genobatch.problems import InputError, Problem
+from genobatch.report.html import RunSummary, write_report
+from genobatch.report.trace import RAN, TraceFile, TraceRow, root_failures
 from genobatch.storage import s3 as storage
 
 from . import estimate
+from .declarations import Step
 from .describe import describe_plan, explain
 from .driver import Driver
 from .inputs import FastaFacts, FileFacts, check_fasta, check_inputs, parse_sample_sheet
@@ -39,6 +42,7 @@ from .library import Library, needs
 from .planner import Graph, Limits, Params, Planner, RunInputs
 from .progress import Progress
 from .remote_inputs import Localiser
+from .runinfo import RunRecord, new_run_id, software_versions, write_if_changed
 from .settings import load_settings
 from .workflow import Plan, Workflow, decide_samples
 
@@ -64,6 +68,7 @@ class Options:
     skip_tools: list[str] = field(default_factory=list)  # steps to leave out
     steps: list[Path] = field(default_factory=list)  # the user's own step declarations (files or folders)
     settings: Path | None = None  # per-step settings (cpus, memory, time, args)
+    command: str = ""  # the command line, for the report and `genobatch runs`
 
 
 class Run:
@@ -78,7 +83,7 @@ class Run:
         self.runtime: RunRuntime | None = None
         self.planner: Planner | None = None
         self._executor: Executor | None = None
-        self.run_id = time.strftime("%Y%m%dT%H%M%S")  # tags every job of this run (AWS Batch, cost reports)
+        self.run_id = new_run_id(self.work, time.time())  # names its pipeline_info files, tags its jobs
         self.recoveries = Recoveries()  # what the backend did on its own: reclaims, more memory...
         outdir = str(options.outdir)
         self.outdir = outdir if storage.is_s3(outdir) else str(Path(outdir).resolve())
@@ -86,6 +91,7 @@ class Run:
     # --- planning -----------------------------------------------------------------------------------------
     def plan(self) -> Plan:
         """Check all inputs (raises InputError) and work out what must run."""
+        self._check_extras()
         self.library = library = self.library or Library.load(self.o.steps)
         steps = library.select(self.o.tools, self.o.skip_tools)
         settings = load_settings(self.o.settings, library.steps) if self.o.settings else {}
@@ -102,7 +108,7 @@ class Run:
         if any(why for _, why in refused):
             raise InputError([step.problem("image", f"step {step.name}: {why}") for step, why in refused if why])
         reads = {lane.fastq_1: counts[lane.fastq_1] for sample in samples for lane in sample.lanes}
-        run = RunInputs(samples, reference, fasta.contigs, reads, self._chunks)
+        run = RunInputs(samples, reference, fasta.contigs, reads, self._chunks, self._provenance(steps))
         self.planner = Planner(steps, run, self.o.params, self._limits(), settings)
         graph = self.planner.samples()
         keys: dict[str, str] = {}
@@ -115,12 +121,35 @@ class Run:
             plan.sample_mb[sample.name] = sum(f.stat().st_size for f in files) / 1e6
         return plan
 
+    def _check_extras(self) -> None:
+        """s3:// paths need boto3, an optional extra: say so before anything is read."""
+        problems = []
+        for flag, value in {"--input": self.o.input, "--fasta": self.o.fasta, "--outdir": self.o.outdir}.items():
+            try:
+                if storage.is_s3(str(value)):
+                    registry.import_extra("aws", "boto3", f"{flag} {value}")
+            except registry.MissingExtra as exc:
+                problems.append(Problem(Path(flag), None, str(exc)))
+        if problems:
+            raise InputError(problems)
+
     def _decide(self, graph: Graph, keys: dict[str, str], samples: set[str]) -> tuple[list[Task], set[str]]:
         """What of the samples' tasks must run, with the tasks over all of them in view."""
         assert self.planner is not None
         summary = self.planner.summary(samples)
         self.keys(summary.tasks, dict(keys))
         return decide_samples(graph, summary, self.executor.is_cached)
+
+    def _provenance(self, steps: list[Step]) -> dict[str, str]:
+        """For results' headers: the reference as the user gave it, genobatch's version, and the pipeline as a
+        command (what shapes results only: not paths or resources, which would rerun work for nothing)."""
+        fasta = str(self.o.fasta)
+        reference = fasta if storage.is_s3(fasta) else f"file://{Path(fasta).resolve()}"
+        p = self.o.params
+        flags = [f"--ploidy {p.ploidy}"] + ([f"--max-depth {p.max_depth}"] if p.max_depth else [])
+        optional = [s.name for s in steps if s.optional]
+        flags += [f"--tools {','.join(optional)}"] if optional else []
+        return {"reference": reference, "version": __version__, "command": " ".join(["genobatch run", *flags])}
 
     def _limits(self) -> Limits:
         return Limits(self.o.max_cpus or len(os.sched_getaffinity(0)), self.o.max_memory_mib)
@@ -152,7 +181,8 @@ class Run:
 
     # --- the run ---------------------------------------------------------------------------------------------
     def execute(self) -> int:
-        """Returns the exit code: 0 when every sample succeeded, 1 otherwise. Bad input raises InputError."""
+        """Returns the exit code: 0 when every sample succeeded, 1 otherwise, 130 when interrupted. Bad input
+        raises InputError."""
         started = time.time()
         plan = self.plan()
         self.last_plan = plan
@@ -170,29 +200,75 @@ class Run:
             return 0
         if not preview.needed:
             print(f"Nothing to run: every output of the {len(preview.tasks)} tasks is cached or not needed.")
+        live = self.o.live_progress if preview.needed else False  # no empty live table when all is cached
+        return self._run(plan, started, live)
+
+    def _run(self, plan: Plan, started: float, live: bool | None) -> int:
+        """Run the plan's waves; the trace grows as attempts end, and the report and the run's record are
+        written however the run ends (finished, failed, interrupted)."""
+        info = self.work / "pipeline_info" if storage.is_s3(self.outdir) else Path(self.outdir) / "pipeline_info"
+        record = RunRecord(
+            self.run_id, self.o.command, str(self.work), str(self.outdir), str(info), started, os.getpid()
+        )
+        record.save(self.work)
+        self.trace_file = TraceFile(record.trace, workdir=self.executor.workdir)
+        for task in plan.tasks:
+            if task.name in plan.cached:
+                self._row(TraceRow.cached(task))
         workflow = self.workflow(plan)
-        backend = self.executor.backend()
+        status = "failed"
         try:
-            with Progress([s.name for s in plan.steps], live=self.o.live_progress) as progress:
-                driver = Driver(self.executor, backend, progress, self.run_id)
+            self._drive(workflow, live)
+            self.errors = workflow.errors
+            self._publish(workflow.plan, workflow.failed_samples)
+            status = "failed" if self.errors else "succeeded"
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            self.errors = workflow.errors
+            self._write_info(workflow.plan, record, status)
+        if status == "interrupted":
+            kept = sum(1 for row in self.trace if row.status == "COMPLETED")
+            print(
+                f"Interrupted: {kept} task(s) finished and are kept in {self.work}; the report is {record.report}. "
+                "Run the same command again to resume.",
+                file=sys.stderr,
+            )
+            return 130
+        return self._summarise(workflow.failed_samples)
+
+    def _drive(self, workflow: Workflow, live: bool | None) -> None:
+        backend = self.executor.backend()
+        ended: set[str] = set()
+        steps = [s.name for s in workflow.plan.steps]
+        try:
+            with Progress(steps, live=live, eta=lambda: self._eta(workflow, ended)) as progress:
+                driver = Driver(self.executor, backend, progress, self.run_id, on_row=self._row)
 
                 def on_end(task: Task, state: JobState) -> None:
+                    ended.add(task.name)
                     ok = state.status is JobStatus.SUCCEEDED
                     for key in workflow.finished(task, ok, "" if ok else driver.why_failed(state)):
                         self.executor.remove(key)
 
-                while todo := workflow.next_tasks():
+                while (todo := workflow.next_tasks()) is not None:  # the samples' wave, then the summary's
                     driver.run(todo, workflow.plan.tasks, workflow.plan.cached, on_end)
-                self.trace = driver.trace
         finally:
             self.recoveries = backend.recoveries()
             backend.close()
         if self.recoveries.describe():
             print(f"Recovered by the backend: {self.recoveries.describe()}")
-        self.errors = workflow.errors
-        self._publish(workflow.plan, workflow.failed_samples)
-        self._write_info(workflow.plan, started)
-        return self._summarise(workflow.failed_samples)
+
+    def _eta(self, workflow: Workflow, ended: set[str]) -> float | None:
+        """Seconds the tasks still to end should take on the run's vCPUs, from the learnt (or declared) rates."""
+        plan = workflow.plan
+        remaining = [t for t in plan.needed if t.name not in ended]
+        rates, _ = estimate.load_rates(self.work / "rates.json", {s.name: s.rate for s in plan.steps})
+        return estimate.vcpu_seconds(remaining, plan.sample_mb, rates) / self._limits().vcpus
+
+    def _row(self, row: TraceRow) -> None:
+        self.trace.append(row)
+        self.trace_file.add(row)
 
     def _publish(self, plan: Plan, failed_samples: set[str | None]) -> None:
         by_name = {t.name: t for t in plan.tasks}
@@ -201,25 +277,30 @@ class Run:
             if task.sample in failed_samples or task.name in self.errors or not self.executor.is_cached(task.key):
                 continue
             self.executor.publish(task.key, item.files, self.outdir)
+        self.executor.published.save()
 
-    def _write_info(self, plan: Plan, started: float) -> None:
-        remote = storage.is_s3(self.outdir)
-        info = self.work / "pipeline_info" if remote else Path(self.outdir) / "pipeline_info"
-        info.mkdir(parents=True, exist_ok=True)
-        needed = {t.name for t in plan.needed}
-        for task in plan.tasks:
-            if task.name not in needed and task.name in plan.cached:
-                self.trace.append(TraceRow.cached(task))
-        write_trace(self.trace, info / "execution_trace.tsv")
-        versions = "".join(f"{tool}: {version}\n" for tool, version in sorted(plan.versions.items()))
-        (info / "software_versions.yml").write_text(versions)
-        params = self._params(plan)
-        (info / "params.json").write_text(json.dumps(params, indent=2) + "\n")
-        colours = {s.name: s.colour for s in plan.steps}
-        report = info / "execution_report.html"
-        write_report(report, self.trace, plan.versions, params, started, time.time(), self.errors, colours)
-        if remote:
-            storage.upload_dir(storage.client(self.o.endpoint_url), info, f"{self.outdir}/pipeline_info")
+    def _write_info(self, plan: Plan, record: RunRecord, status: str) -> None:
+        written = {row.name for row in self.trace}
+        for task in plan.tasks:  # the tasks over all samples that were cached
+            if task.name in plan.cached and task.name not in written:
+                self._row(TraceRow.cached(task))
+        self.trace_file.close()
+        info = Path(record.info)
+        params = info / f"params_{self.run_id}.json"
+        params.write_text(json.dumps(self._params(), indent=2) + "\n")
+        write_if_changed(
+            info / "software_versions.yml", software_versions(self._versions(plan), self._workflow_facts())
+        )
+        write_report(record.report, self.trace, self._summary(plan, record, status))
+        record.status, record.finished = status, time.time()
+        record.ran = sum(1 for row in self.trace if row.status in RAN)
+        record.cached = sum(1 for row in self.trace if row.status == "CACHED")
+        record.failed = len(root_failures(self.trace, self.errors))
+        record.save(self.work)
+        if storage.is_s3(self.outdir):
+            s3 = storage.client(self.o.endpoint_url)
+            for path in (record.trace, record.report, params, info / "software_versions.yml"):
+                storage.upload(s3, path, f"{self.outdir}/pipeline_info/{path.name}")
         rates, _ = estimate.load_rates(self.work / "rates.json", {})
         learnt = estimate.learn(self.trace, plan.tasks, plan.sample_mb)
         estimate.save_rates(self.work / "rates.json", {**rates, **learnt})
@@ -233,31 +314,57 @@ class Run:
                 index[task.name] = plan.material[task.name]
         index_path.write_text(json.dumps(index))
 
-    def _params(self, plan: Plan) -> dict[str, Any]:
+    def _versions(self, plan: Plan) -> dict[str, dict[str, str]]:
+        """Each step's tools and their versions, as they key the cache."""
+        return {s.name: {t: plan.versions.get(t, "?") for t in s.tools} for s in plan.steps if s.tools}
+
+    def _workflow_facts(self) -> dict[str, Any]:
+        assert self.runtime is not None
+        return {"genobatch": __version__, "executor": self.o.executor, "runtime": self.runtime.name,
+                "images": dict(self.runtime.images)}  # fmt: skip
+
+    def _summary(self, plan: Plan, record: RunRecord, status: str) -> RunSummary:
+        assert self.runtime is not None
+        by_name = {t.name: t for t in plan.tasks}
+        commands = {
+            name: "\n".join(" | ".join(shlex.join(argv) for argv in pipe.argv) for pipe in by_name[name].pipes)
+            for name in self.errors
+            if name in by_name
+        }
+        return RunSummary(
+            record.run_id, status, record.started, time.time(), self.o.command or "genobatch run", str(self.work),
+            str(self.o.outdir), __version__, self.o.executor, self.runtime.describe(), [s.name for s in plan.steps],
+            {s.name: s.colour for s in plan.steps}, self._versions(plan), self._params(), dict(self.errors), commands,
+        )  # fmt: skip
+
+    def _params(self) -> dict[str, Any]:
+        """The options the user gave (nothing of genobatch's own making)."""
+        settings = self.o.executor_settings
         return {
             "input": str(self.o.input),
             "fasta": str(self.o.fasta),
             "outdir": str(self.o.outdir),
             "work_dir": str(self.work),
+            "tools": self.o.tools,
+            "skip_tools": self.o.skip_tools,
+            "steps": [str(p) for p in self.o.steps],
+            "config": str(self.o.settings or ""),
+            **dataclasses.asdict(self.o.params),
             "max_cpus": self.o.max_cpus,
             "max_memory_mib": self.o.max_memory_mib,
-            "runtime": self.runtime.describe() if self.runtime else "",
+            "runtime": self.o.runtime,
             "executor": self.o.executor,
-            "executor_settings": dataclasses.asdict(self.o.executor_settings) if self.o.executor_settings else {},
-            "steps": [s.name for s in plan.steps],
-            "user_steps": [str(p) for p in self.o.steps],
-            "settings": str(self.o.settings or ""),
-            "recovered_by_backend": self.recoveries.as_dict(),
-            **self.o.params.__dict__,
+            **(dataclasses.asdict(settings) if settings else {}),
+            "keep_intermediates": self.o.keep_intermediates,
         }
 
     def _summarise(self, failed_samples: set[str | None]) -> int:
-        ran = sum(1 for row in self.trace if row.status != "CACHED")
+        ran = sum(1 for row in self.trace if row.status in RAN)
         cached = sum(1 for row in self.trace if row.status == "CACHED")
         print(f"{ran} task(s) ran, {cached} cached; results in {self.o.outdir}")
         if not self.errors:
             return 0
-        roots = {name: why for name, why in self.errors.items() if not why.startswith("Dependent job")}
+        roots = root_failures(self.trace, self.errors)
         samples = sorted(s for s in failed_samples if s is not None)
         print(f"FAILED: {len(samples)} sample(s): {', '.join(samples)}", file=sys.stderr)
         for name, why in (roots or self.errors).items():
@@ -276,7 +383,17 @@ class Run:
         module = registry.load(self.o.executor)
         images = [spec.name for spec in self.library.images]
         context = RunContext(
-            self.work, runtime, self.facts.sha256, images, self.o.max_cpus, self.o.max_memory_mib, self.o.endpoint_url
+            self.work,
+            runtime,
+            self.facts.sha256,
+            images,
+            self.o.max_cpus,
+            self.o.max_memory_mib,
+            self.o.endpoint_url,
+            self.o.dry_run,
         )
-        executor: Executor = module.open_executor(context, self.o.executor_settings or module.Settings())
+        try:
+            executor: Executor = module.open_executor(context, self.o.executor_settings or module.Settings())
+        except registry.MissingExtra as exc:
+            raise InputError([Problem(Path("--executor"), None, str(exc))]) from exc
         return executor

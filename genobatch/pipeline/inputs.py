@@ -22,7 +22,9 @@ from genobatch.executors.chunks import open_reads
 from genobatch.problems import InputError, Problem
 
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-HEADER = ["sample", "fastq_1", "fastq_2"]
+READ_GROUP_VALUE = re.compile(r"^[A-Za-z0-9._:+-]*$")  # what a read group field may hold here
+HEADER = ["sample", "fastq_1", "fastq_2"]  # the columns a sheet must have, in any order
+READ_GROUP_COLUMNS = ("lane", "library", "platform")  # optional, as nf-core/sarek's sheets have them
 RECORDS_CHECKED = 1000  # records whose syntax and R1/R2 names are checked; counts are always complete
 FASTQ_SEQUENCE = re.compile(rb"^[ACGTNacgtn.]*$")
 FASTA_SEQUENCE = re.compile(rb"^[A-Za-z*\-.]*$")
@@ -33,6 +35,9 @@ class Lane:
     fastq_1: Path
     fastq_2: Path | None
     line: int  # in the sample sheet
+    unit: str = ""  # the sheet's `lane` (flowcell.lane), for the read group's PU
+    library: str = ""  # its `library`, for LB (default: the sample)
+    platform: str = ""  # its `platform`, for PL (default: ILLUMINA)
 
 
 @dataclass
@@ -45,80 +50,87 @@ class Sample:
         return self.lanes[0].fastq_2 is not None
 
 
+def read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The sheet's header and its rows (line number, column -> value): comma- or tab-separated, UTF-8 with or
+    without a BOM (as Excel saves CSV). InputError if it cannot be read or lacks a required column."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise InputError([Problem(path, None, f"cannot read the sample sheet: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError([Problem(path, line, "the sample sheet is not UTF-8 text", "save it as UTF-8 CSV")]) from None
+    lines = text.splitlines()
+    delimiter = "\t" if lines and "\t" in lines[0] and "," not in lines[0] else ","
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    header = [c.strip() for c in rows[0]] if rows else []
+    missing = [column for column in HEADER if column not in header]
+    if missing:
+        fix = "use the nf-core layout: sample,fastq_1,fastq_2 (fastq_2 empty for single-end; lane, library and "
+        fix += "platform optional)"
+        raise InputError([Problem(path, 1, f"the header must have the columns {', '.join(HEADER)}", fix)])
+    records = [
+        (number, {column: cell.strip() for column, cell in zip(header, row, strict=False)})
+        for number, row in enumerate(rows[1:], start=2)
+        if any(cell.strip() for cell in row)
+    ]
+    return header, records
+
+
 def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
     """Parse an nf-core sample sheet (``sample,fastq_1,fastq_2``; rows of one sample are its lanes): the usable
     samples, and the problems of the other rows (so that the files of good rows are checked too)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError([Problem(path, None, f"cannot read the sample sheet: {exc.strerror}")]) from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows or [c.strip() for c in rows[0][:3]] != HEADER:
-        raise InputError(
-            [
-                Problem(
-                    path,
-                    1,
-                    f"the header must start with {','.join(HEADER)}",
-                    "use the nf-core layout: sample,fastq_1,fastq_2 (fastq_2 empty for single-end)",
-                )
-            ]
-        )
+    _, rows = read_sheet(path)
     problems: list[Problem] = []
     samples: dict[str, Sample] = {}
     lowered: dict[str, str] = {}
     seen_rows: dict[tuple[str, Path, Path | None], int] = {}
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
+    for number, row in rows:
+        name, first, second = row.get("sample", ""), row.get("fastq_1", ""), row.get("fastq_2", "")
+        problem = _name_problem(name, lowered)
+        if not problem[0] and not first:
+            problem = ("fastq_1 is empty", "give the path of the (first) FASTQ file")
+        bad = [c for c in READ_GROUP_COLUMNS if not READ_GROUP_VALUE.match(row.get(c, ""))]
+        if not problem[0] and bad:
+            problem = (f"{bad[0]} {row[bad[0]]!r} is not allowed", "use only letters, digits and . _ : + -")
+        if problem[0]:
+            problems.append(Problem(path, number, *problem))
             continue
-        cells = [c.strip() for c in row] + ["", ""]
-        name, first, second = cells[0], cells[1], cells[2]
-        if not SAMPLE_NAME.match(name):
-            problems.append(
-                Problem(
-                    path, number, f"sample name {name!r} is not allowed", "use only letters, digits, '.', '_' and '-'"
-                )
-            )
-            continue
-        if lowered.setdefault(name.lower(), name) != name:
-            problems.append(
-                Problem(
-                    path,
-                    number,
-                    f"sample {name!r} differs from {lowered[name.lower()]!r} only by case",
-                    "give different samples names that differ in more than case",
-                )
-            )
-            continue
-        if not first:
-            problems.append(Problem(path, number, "fastq_1 is empty", "give the path of the (first) FASTQ file"))
-            continue
-        lane = Lane(path.parent / first, path.parent / second if second else None, number)
+        lane = Lane(
+            path.parent / first,
+            path.parent / second if second else None,
+            number,
+            *(row.get(column, "") for column in READ_GROUP_COLUMNS),
+        )
         key = (name, lane.fastq_1.resolve(), lane.fastq_2.resolve() if lane.fastq_2 else None)
+        sample = samples.get(name)
         if key in seen_rows:
             problems.append(
                 Problem(path, number, f"this row repeats line {seen_rows[key]}", "list each lane of a sample once")
             )
-            continue
-        seen_rows[key] = number
-        if lane.fastq_2 is not None and lane.fastq_1.resolve() == lane.fastq_2.resolve():
+        elif lane.fastq_2 is not None and lane.fastq_1.resolve() == lane.fastq_2.resolve():
             problems.append(Problem(path, number, "fastq_1 and fastq_2 are the same file", "give the R1 and R2 files"))
-            continue
-        sample = samples.setdefault(name, Sample(name))
-        if sample.lanes and sample.paired != (lane.fastq_2 is not None):
-            problems.append(
-                Problem(
-                    path,
-                    number,
-                    f"sample {name} mixes single-end and paired-end lanes",
-                    "give every lane of a sample both fastq_1 and fastq_2, or none a fastq_2",
-                )
-            )
-            continue
-        sample.lanes.append(lane)
+        elif sample is not None and sample.paired != (lane.fastq_2 is not None):
+            fix = "give every lane of a sample both fastq_1 and fastq_2, or none a fastq_2"
+            problems.append(Problem(path, number, f"sample {name} mixes single-end and paired-end lanes", fix))
+        else:
+            seen_rows[key] = number
+            samples.setdefault(name, Sample(name)).lanes.append(lane)
     if not samples and not problems:
         problems.append(Problem(path, None, "the sample sheet lists no samples", "add one row per FASTQ file (pair)"))
     return list(samples.values()), problems
+
+
+def _name_problem(name: str, lowered: dict[str, str]) -> tuple[str, str]:
+    """Why a sample name cannot be used (empty strings: it can)."""
+    if not SAMPLE_NAME.match(name):
+        return f"sample name {name!r} is not allowed", "use only letters, digits, '.', '_' and '-'"
+    if lowered.setdefault(name.lower(), name) != name:
+        return (
+            f"sample {name!r} differs from {lowered[name.lower()]!r} only by case",
+            "give different samples names that differ in more than case",
+        )
+    return "", ""
 
 
 # --- file contents ----------------------------------------------------------------------------------------

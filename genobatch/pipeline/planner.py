@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genobatch import __version__
 from genobatch.executors.task import Task
 from genobatch.problems import InputError, Problem
 
@@ -60,6 +61,8 @@ class RunInputs:
     reads: dict[Path, int]  # reads (pairs) per lane, by its fastq_1
     # reads per chunk of a lane (fastq_1, fastq_2, its reads, the aligner's batch bases): read from the files
     chunker: Callable[[Path, Path | None, int, int], list[int]] = field(compare=False)
+    # where results come from, for their headers ({{ run.reference }}, {{ run.version }}, {{ run.command }})
+    provenance: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -70,15 +73,27 @@ class Ref:
     name: str | Path
 
 
+@dataclass(frozen=True)
+class LaneFacts:
+    """What the run says of a lane: its number in the sample, its reads (pairs) before any trimming, its FASTQ
+    files as given, and its read group (PU, LB, PL)."""
+
+    number: int
+    reads: int
+    raw: tuple[Path, ...]
+    unit: str
+    library: str
+    platform: str
+
+
 @dataclass
 class Item:
     type: str
     sample: str | None
     id: str
     refs: list[Ref]
-    lane: int | None = None
-    reads: int = 0  # reads items: the lane's read (pair) count, before any trimming
-    raw: tuple[Path, ...] = ()  # reads items: the lane's FASTQ files as the run was given them
+    lane: LaneFacts | None = None  # items of a lane (its reads, its FASTQ files, what is made of them per lane)
+    mate: int | None = None  # fastq items: 1 or 2
 
 
 @dataclass
@@ -115,6 +130,8 @@ class Planner:
         self.store: Store = defaultdict(dict)
         self.reports: list[Item] = []  # outputs MultiQC reads
         self.tasks: dict[str, Task] = {}
+        self.provenance = {"reference": f"file://{run.fasta}", "version": __version__, "command": "genobatch run"}
+        self.provenance.update(run.provenance)
         self.publications: dict[str, tuple[str, str]] = {}  # outdir path -> (task, file)
         self._add_run_inputs()
 
@@ -134,7 +151,7 @@ class Planner:
 
     def summary(self, samples: set[str]) -> Graph:
         """The tasks over all (these) samples: planned after the others, without changing this planner."""
-        before, published = dict(self.tasks), dict(self.publications)
+        before, published, reports = dict(self.tasks), dict(self.publications), list(self.reports)
         try:
             for step in self.steps:
                 if step.scatter == "all_samples":
@@ -143,7 +160,7 @@ class Planner:
             summary_only = {path: v for path, v in self.publications.items() if v[0] in added}
             return Graph(self.steps, list(added.values()), self._published(summary_only, added))
         finally:
-            self.tasks, self.publications = before, published
+            self.tasks, self.publications, self.reports = before, published, reports
 
     # --- inputs of the run ------------------------------------------------------------------------------------
     def _add_run_inputs(self) -> None:
@@ -152,19 +169,18 @@ class Planner:
             key = (sample.name, sample.name)
             for number, lane in enumerate(sample.lanes, start=1):
                 files = [f for f in (lane.fastq_1, lane.fastq_2) if f is not None]
-                for file in files:
-                    self.store["fastq"].setdefault(key, []).append(
-                        Item("fastq", sample.name, sample.name, [Ref(None, file)], lane=number)
-                    )
-                reads = Item(
-                    "reads",
-                    sample.name,
-                    sample.name,
-                    [Ref(None, f) for f in files],
+                facts = LaneFacts(
                     number,
                     self.run.reads[lane.fastq_1],
                     tuple(files),
+                    lane.unit or str(number),
+                    lane.library or sample.name,
+                    lane.platform or "ILLUMINA",
                 )
+                for mate, file in enumerate(files, start=1):
+                    fastq = Item("fastq", sample.name, sample.name, [Ref(None, file)], facts, mate)
+                    self.store["fastq"].setdefault(key, []).append(fastq)
+                reads = Item("reads", sample.name, sample.name, [Ref(None, f) for f in files], facts)
                 self.store["reads"].setdefault(key, []).append(reads)
 
     # --- one step ---------------------------------------------------------------------------------------------
@@ -211,7 +227,8 @@ class Planner:
             ]
         contexts = []
         for item in items:  # file, lane, chunk: one per file or lane
-            where = f"{name}:{item.lane}" + (f":{Path(str(item.refs[0].name)).name}" if step.scatter == "file" else "")
+            number = item.lane.number if item.lane else 0
+            where = f"{name}:{number}" + (f":{Path(str(item.refs[0].name)).name}" if step.scatter == "file" else "")
             if step.scatter != "chunk":
                 contexts.append(self._context(step, where, sample, id_, {primary: [item]}, item=item))
                 continue
@@ -302,19 +319,38 @@ class Planner:
             "out": OUT,
             "cpus": "{threads}",
             "memory_mib": "{memory_mib}",
+            "heap_mib": "{heap_mib}",
             "params": asdict(self.params),
+            "run": self.provenance,
             "scatter": {"padding": step.padding, "batch_bases": step.batch_bases},
             **{key: Words(settings.args.get(key, [])) for key in ("args", "args2", "args3")},
         }
         if context.sample is not None:
             variables.update(sample=context.sample, id=context.id)
-        if context.item is not None:
-            variables.update(lane=context.item.lane, paired=len(context.item.refs) == 2)
+        else:  # over the run: what its FASTQ files are called in the sheet's words, for reports (MultiQC)
+            variables["renames"] = Words(self._renames(context))
+        if context.item is not None and context.item.lane is not None:
+            lane = context.item.lane
+            variables.update(lane=lane.number, paired=len(lane.raw) == 2, mate=context.item.mate)
+            variables.update(unit=lane.unit, library=lane.library, platform=lane.platform)
         if context.region is not None:
             variables["region"] = context.region
         if context.chunk is not None:
             variables["chunk"] = context.chunk[0]
         return variables
+
+    def _renames(self, context: Context) -> list[str]:
+        """(file stem, sample[_L<lane>][_R<mate>]) pairs, flattened, for the FASTQ files behind the items."""
+        lanes = {s.name: len(s.lanes) for s in self.run.samples}
+        pairs: dict[str, str] = {}
+        for item in (i for items in context.bound.values() for i in items):
+            if item.mate is None or item.lane is None or item.sample is None:
+                continue
+            name = item.sample + (f"_L{item.lane.number}" if lanes.get(item.sample, 1) > 1 else "")
+            name += f"_R{item.mate}" if len(item.lane.raw) == 2 else ""
+            stem = Words([], [Path(str(item.lane.raw[item.mate - 1])).name]).stem
+            pairs.setdefault(stem, name)
+        return [word for pair in pairs.items() for word in pair]
 
     def _register(
         self,
@@ -332,13 +368,12 @@ class Planner:
             refs = [Ref(task.name, f) for f in outputs[output.name]]
             if output.type:
                 key = (context.sample, out_id if context.sample else "")
-                item = context.item  # a lane's trimmed reads keep its lane, read count and files as given
-                lane, reads, raw = (item.lane, item.reads, item.raw) if item else (None, 0, ())
-                produced[output.type].setdefault(key, []).append(
-                    Item(output.type, context.sample, out_id, refs, lane, reads, raw)
-                )
-            if output.multiqc:
-                self.reports.append(Item(MULTIQC, context.sample, out_id, refs))
+                lane = context.item.lane if context.item else None  # a lane's trimmed reads keep its facts
+                produced[output.type].setdefault(key, []).append(Item(output.type, context.sample, out_id, refs, lane))
+            if output.multiqc:  # a FastQC report keeps its FASTQ's lane and mate: MultiQC learns the sheet's name
+                item = context.item
+                lane, mate = (item.lane, item.mate) if item else (None, None)
+                self.reports.append(Item(MULTIQC, context.sample, out_id, refs, lane, mate))
             for file in outputs[output.name]:
                 target = templates.published(output.name, file, variables)
                 if target is not None:
@@ -398,10 +433,11 @@ class Planner:
         """Reads per chunk, cut at the aligner's batch boundaries of the lane's FASTQ files. Reads an earlier
         step made (trimmed) are cut when their task runs: zeros here, as many chunks as the files' cut has
         (trimming only shortens reads, so they hold no more batches)."""
-        if item.reads <= self.params.chunk_reads or not item.raw:
-            return [item.reads]
-        second = item.raw[1] if len(item.raw) > 1 else None
-        sizes = self.run.chunker(item.raw[0], second, item.reads, step.batch_bases)
+        lane = item.lane
+        if lane is None or lane.reads <= self.params.chunk_reads:
+            return [lane.reads if lane else 0]
+        second = lane.raw[1] if len(lane.raw) > 1 else None
+        sizes = self.run.chunker(lane.raw[0], second, lane.reads, step.batch_bases)
         return sizes if item.refs[0].task is None else [0] * len(sizes)
 
     def _chunk_builtin(self, step: Step, context: Context, variables: dict[str, Any]) -> tuple[dict[str, Any], Words]:

@@ -26,14 +26,15 @@ from genobatch.problems import InputError
 from .declarations import Step
 
 OUT, THREADS, MEMORY = "{out}", "{threads}", "{memory_mib}"
-COMMON = {"out", "cpus", "memory_mib", "params", "args", "args2", "args3", "scatter"}
+LANE = {"unit", "library", "platform"}  # a lane's read group: PU, LB, PL
+COMMON = {"out", "cpus", "memory_mib", "heap_mib", "params", "run", "args", "args2", "args3", "scatter"}
 BY_SCATTER = {  # what else a command of each scatter may use, besides its inputs
-    "once": set(),
-    "all_samples": set(),
+    "once": {"renames"},
+    "all_samples": {"renames"},
     "sample": {"sample", "id"},
-    "file": {"sample", "id", "lane", "paired"},
-    "lane": {"sample", "id", "lane", "paired"},
-    "chunk": {"sample", "id", "lane", "paired", "chunk"},
+    "file": {"sample", "id", "lane", "paired", "mate", *LANE},
+    "lane": {"sample", "id", "lane", "paired", *LANE},
+    "chunk": {"sample", "id", "lane", "paired", "chunk", *LANE},
     "region": {"sample", "id", "region"},
 }
 

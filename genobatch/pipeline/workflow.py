@@ -90,8 +90,9 @@ class Workflow:
     def failed_samples(self) -> set[str | None]:
         return {self._by_name[name].sample for name in self.errors if name in self._by_name}
 
-    def next_tasks(self) -> list[Task]:
-        """The next wave to submit (with dependencies among its tasks), or [] once the run is over."""
+    def next_tasks(self) -> list[Task] | None:
+        """The next wave to submit (with dependencies among its tasks; it may be empty when all of it is
+        cached), or None once the run is over."""
         self.waves += 1
         if self.waves == 1:
             todo = self.plan.needed
@@ -99,7 +100,7 @@ class Workflow:
             succeeded = {s for t in self.plan.tasks if (s := t.sample) is not None and s not in self.failed_samples}
             todo = self.add_summary(succeeded)
         else:
-            todo = []
+            return None
         for task in todo:
             for up in task.upstream:
                 if self._by_name[up].intermediate:

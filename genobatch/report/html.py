@@ -1,123 +1,201 @@
-"""The run report: one self-contained HTML file (no scripts, no network) with a summary, a timeline of every
-attempt, requested-versus-used resources per step, the failures and the tool versions."""
+"""The run report: one self-contained HTML file (nothing fetched), after Nextflow's report and timeline: a banner
+saying how the run ended, the run's facts, a timeline with a time axis and legend, the spread of time, CPU and
+memory per step (box plots), requested against used, every failure with its command, exit reason and log,
+a sortable table of every task, and the versions."""
 
 from __future__ import annotations
 
-import html
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
 
-from .trace import TraceRow
+from .charts import boxplots, legend, timeline
+from .trace import RAN, TraceRow, root_failures
+
+
+@dataclass
+class RunSummary:
+    """What the report says about the run besides its tasks."""
+
+    run_id: str
+    status: str  # succeeded, failed, interrupted
+    started: float
+    finished: float
+    command: str
+    work_dir: str
+    outdir: str
+    version: str
+    executor: str
+    runtime: str
+    steps: list[str]  # in order
+    colours: dict[str, str]  # step -> colour
+    versions: dict[str, dict[str, str]]  # step -> tool -> version
+    params: dict[str, Any]
+    failures: dict[str, str] = field(default_factory=dict)  # task -> why (with its log's tail)
+    commands: dict[str, str] = field(default_factory=dict)  # task -> its command
+
 
 TEMPLATE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>genobatch run report</title>
+<html><head><meta charset="utf-8"><title>genobatch run {{ s.run_id }}</title>
 <style>
 body{font-family:sans-serif;margin:2em;color:#222} table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f3f3} td:first-child{text-align:left}
-.bar{height:10px;display:inline-block} .fail{color:#b00} pre{background:#f7f7f7;padding:8px;white-space:pre-wrap}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f3f3;cursor:pointer}
+td:first-child,th:first-child{text-align:left} .banner{padding:1em;font-size:1.3em;color:#fff;margin-bottom:1em}
+.succeeded{background:#2e7d32} .failed{background:#b00020} .interrupted{background:#ef6c00}
+.legend span{margin-right:1em} .legend i{display:inline-block;width:12px;height:10px;margin-right:4px}
+pre{background:#f7f7f7;padding:8px;white-space:pre-wrap} .charts{display:flex;flex-wrap:wrap;gap:2em}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em} dt{font-weight:bold}
+td.FAILED{color:#b00020;font-weight:bold} td.ABORTED{color:#ef6c00}
+#tasks{font-size:0.9em} #tasks td{max-width:18em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 </style></head><body>
-<h1>genobatch run report</h1>
-<p>{{ started }} &ndash; {{ finished }} ({{ "%.1f"|format(wall) }} s wall).
-{{ ran }} attempt(s) ran, {{ cached }} task(s) cached, {{ failed }} failed.
-CPU time {{ "%.1f"|format(cpu) }} s; utilisation {{ "%.0f"|format(utilisation) }}% of the requested vCPU-seconds.
-Compute used: {{ "%.4f"|format(vcpu_hours) }} vCPU-hours
-(run time x vCPUs of every attempt, what AWS Batch bills by).</p>
+<div class="banner {{ s.status }}">Run {{ s.status }}{% if roots %}: {{ roots|length }} task(s) failed{% endif %}
+{%- if not_run %}, {{ not_run|length }} not run because of it{% endif %}
+&mdash; {{ ran }} attempt(s) ran, {{ cached }} task(s) cached, {{ "%.1f"|format(wall) }} s</div>
+<dl>
+<dt>run</dt><dd>{{ s.run_id }}</dd><dt>command</dt><dd><code>{{ s.command }}</code></dd>
+<dt>started</dt><dd>{{ started }}</dd><dt>finished</dt><dd>{{ finished }}</dd>
+<dt>work directory</dt><dd>{{ s.work_dir }}</dd><dt>results</dt><dd>{{ s.outdir }}</dd>
+<dt>executor</dt><dd>{{ s.executor }}</dd><dt>runtime</dt><dd>{{ s.runtime }}</dd>
+<dt>genobatch</dt><dd>{{ s.version }}</dd>
+<dt>compute</dt><dd>{{ "%.1f"|format(cpu) }} CPU-seconds used of {{ "%.1f"|format(requested) }} requested
+({{ "%.0f"|format(utilisation) }}%); {{ "%.4f"|format(requested / 3600) }} vCPU-hours (run time x vCPUs of every
+attempt, what AWS Batch bills by)</dd>
+</dl>
 <h2>Timeline</h2>
-<svg width="{{ width + 260 }}" height="{{ 14 * bars|length + 20 }}" xmlns="http://www.w3.org/2000/svg" font-size="10">
-{% for b in bars %}<text x="0" y="{{ 14 * loop.index }}">{{ b.label }}</text>
-<rect x="{{ 250 + b.x }}" y="{{ 14 * loop.index - 9 }}" width="{{ [b.w, 1]|max }}" height="10" fill="{{ b.colour }}">
-<title>{{ b.label }}: {{ "%.2f"|format(b.seconds) }} s</title></rect>
-{% endfor %}</svg>
+{{ legend|safe }}{{ timeline|safe }}
+<h2>Spread per step</h2>
+<div class="charts">
+<div><h3>Run time</h3>{{ box_time|safe }}</div><div><h3>CPU (% of one vCPU)</h3>{{ box_cpu|safe }}</div>
+<div><h3>Peak memory</h3>{{ box_memory|safe }}</div><div><h3>Memory used of requested</h3>{{ box_share|safe }}</div>
+</div>
 <h2>Requested versus used, per step</h2>
 <table><tr><th>step</th><th>ran in</th><th>attempts</th><th>vCPU requested</th><th>mean CPU used (vCPU)</th>
-<th>memory requested (MiB)</th><th>max peak RSS (MiB)</th><th>total realtime (s)</th></tr>
-{% for s in steps %}<tr><td>{{ s.step }}</td><td>{{ s.ran_in }}</td><td>{{ s.attempts }}</td><td>{{ s.vcpus }}</td>
-<td>{{ "%.2f"|format(s.cpu_used) }}</td><td>{{ s.memory }}</td><td>{{ s.rss }}</td>
-<td>{{ "%.1f"|format(s.realtime) }}</td></tr>
+<th>memory requested (MiB)</th><th>max peak RSS (MiB)</th><th>% of requested</th><th>total run time (s)</th></tr>
+{% for r in per_step %}<tr><td>{{ r.step }}</td><td>{{ r.ran_in }}</td><td>{{ r.attempts }}</td><td>{{ r.vcpus }}</td>
+<td>{{ r.cpu_used }}</td><td>{{ r.memory }}</td><td>{{ r.rss }}</td><td>{{ r.share }}</td>
+<td>{{ "%.1f"|format(r.realtime) }}</td></tr>
 {% endfor %}</table>
-{% if errors %}<h2 class="fail">Failures</h2>
-{% for name, why in errors.items() %}<h3>{{ name }}</h3><pre>{{ why }}</pre>
-{% endfor %}{% endif %}
-<h2>Tool versions</h2>
-<table>{% for tool, v in versions.items() %}<tr><td>{{ tool }}</td><td>{{ v }}</td></tr>{% endfor %}
+{% if roots %}<h2 class="failed-heading">Failures</h2>
+{% for name, why in roots.items() %}<h3>{{ name }}</h3>
+{% if s.commands.get(name) %}<p>command:</p><pre>{{ s.commands[name] }}</pre>{% endif %}<pre>{{ why }}</pre>
+{% endfor %}{% if not_run %}<p>Not run, because a task they need failed: {{ not_run|join(", ") }}.</p>{% endif %}
+{% endif %}
+<h2>Tasks</h2>
+<table id="tasks"><thead><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
+{% for t in tasks %}<tr>{% for value, sort in t %}<td{% if loop.index == 4 %} class="{{ value }}"{% endif %}
+ data-sort="{{ sort }}" title="{{ value }}">{{ value }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+<h2>Versions</h2>
+<table>{% for step, tools in s.versions.items() %}{% for tool, v in tools.items() %}
+<tr><td>{{ step }}</td><td>{{ tool }}</td><td>{{ v }}</td></tr>{% endfor %}{% endfor %}</table>
+<h2>Parameters</h2><table>{% for k, v in s.params.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}
 </table>
-<h2>Parameters</h2><table>{% for k, v in params.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
+<script>
+document.querySelectorAll("#tasks th").forEach(function (th, column) {
+  th.title = "sort"; th.onclick = function () {
+    var body = document.querySelector("#tasks tbody"), rows = Array.from(body.rows);
+    var up = th.dataset.up !== "1"; th.dataset.up = up ? "1" : "0";
+    rows.sort(function (a, b) {
+      var x = a.cells[column].dataset.sort, y = b.cells[column].dataset.sort, nx = parseFloat(x), ny = parseFloat(y);
+      var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return up ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  };
+});
+</script>
 </body></html>
 """
+HEADERS = ["task", "step", "sample", "status", "attempt", "exit", "reason", "run time (s)", "CPU (%)",
+           "peak RSS (MiB)", "memory asked (MiB)", "used of asked (%)", "ran in"]  # fmt: skip
 
 
-def write_report(
-    path: Path,
-    rows: list[TraceRow],
-    versions: dict[str, str],
-    params: dict[str, Any],
-    started: float,
-    finished: float,
-    errors: dict[str, str],
-    colours: dict[str, str],
-    width: int = 900,
-) -> None:
-    """``colours``: each step's colour in the timeline (from its declaration)."""
+def write_report(path: Path, rows: list[TraceRow], summary: RunSummary) -> None:
     attempts = [r for r in rows if r.start and r.complete]
-    origin = min((r.start for r in attempts if r.start), default=int(started * 1000))
-    end = max((r.complete for r in attempts if r.complete), default=origin + 1)
-    scale = width / max(1, end - origin)
-    bars = [
-        {
-            "label": f"{r.name} #{r.attempt}",
-            "x": (r.start - origin) * scale,
-            "w": (r.complete - r.start) * scale,
-            "seconds": (r.complete - r.start) / 1000,
-            "colour": colours.get(r.step, "#999"),
-        }
-        for r in sorted(attempts, key=lambda r: r.start or 0)
-        if r.start and r.complete
-    ]
-    per_step: dict[str, list[TraceRow]] = defaultdict(list)
-    for r in attempts:
-        per_step[r.step].append(r)
-    steps = []
-    for step, items in per_step.items():
-        realtime = sum(r.realtime_s or 0 for r in items)
-        steps.append(
-            {
-                "step": step,
-                "ran_in": ", ".join(sorted({f"{r.runtime} {r.image}".strip() for r in items})),
-                "attempts": len(items),
-                "vcpus": max(r.vcpus for r in items),
-                "cpu_used": sum(r.cpu_s or 0 for r in items) / realtime if realtime else 0,
-                "memory": max(r.memory_mib for r in items),
-                "rss": max((r.peak_rss_mib or 0 for r in items), default=0),
-                "realtime": realtime,
-            }
-        )
+    roots = root_failures(rows, summary.failures)
     requested = sum((r.realtime_s or 0) * r.vcpus for r in attempts)
     cpu = sum(r.cpu_s or 0 for r in attempts)
+    by_step: dict[str, list[TraceRow]] = defaultdict(list)
+    for row in attempts:
+        by_step[row.step].append(row)
+    order = [s for s in summary.steps if s in by_step] + [s for s in by_step if s not in summary.steps]
     page = (
         Environment(autoescape=True)
         .from_string(TEMPLATE)
         .render(
-            started=time.strftime("%F %T", time.localtime(started)),
-            finished=time.strftime("%F %T", time.localtime(finished)),
-            wall=finished - started,
-            ran=len(attempts),
+            s=summary,
+            started=time.strftime("%F %T", time.localtime(summary.started)),
+            finished=time.strftime("%F %T", time.localtime(summary.finished)),
+            wall=summary.finished - summary.started,
+            ran=sum(1 for r in rows if r.status in RAN),
             cached=sum(1 for r in rows if r.status == "CACHED"),
-            failed=len(errors),
+            roots=roots,
+            not_run=[name for name in summary.failures if name not in roots],
             cpu=cpu,
+            requested=requested,
             utilisation=100 * cpu / requested if requested else 0,
-            vcpu_hours=requested / 3600,
-            bars=bars,
-            width=width,
-            steps=steps,
-            errors={k: html.unescape(v) for k, v in errors.items()},
-            versions=versions,
-            params=params,
+            legend=legend(order, summary.colours),
+            timeline=timeline(rows, summary.colours),
+            box_time=boxplots({s: [r.realtime_s or 0 for r in by_step[s]] for s in order}, "s"),
+            box_cpu=boxplots({s: [r.pct_cpu for r in by_step[s] if r.pct_cpu is not None] for s in order}, "%"),
+            box_memory=boxplots({s: [r.peak_rss_mib for r in by_step[s] if r.peak_rss_mib] for s in order}, "MiB"),
+            box_share=boxplots({s: [_share(r) for r in by_step[s] if r.peak_rss_mib] for s in order}, "%"),
+            per_step=[_step_row(step, by_step[step]) for step in order],
+            headers=HEADERS,
+            tasks=[_task_row(r) for r in rows],
         )
     )
     temporary = path.with_name(f".{path.name}.partial")
     temporary.write_text(page)
     temporary.replace(path)
+
+
+def _share(row: TraceRow) -> float:
+    return round(100 * (row.peak_rss_mib or 0) / row.memory_mib, 1) if row.memory_mib else 0.0
+
+
+def _step_row(step: str, items: list[TraceRow]) -> dict[str, Any]:
+    realtime = sum(r.realtime_s or 0 for r in items)
+    peaks = [r.peak_rss_mib for r in items if r.peak_rss_mib]
+    memory = max(r.memory_mib for r in items)
+    measured_cpu = [r for r in items if r.cpu_s is not None]
+    cpu_time = sum(r.realtime_s or 0 for r in measured_cpu)
+    return {
+        "step": step,
+        "ran_in": ", ".join(sorted({f"{r.runtime} {r.image}".strip() for r in items})),
+        "attempts": len(items),
+        "vcpus": max(r.vcpus for r in items),
+        "cpu_used": f"{sum(r.cpu_s or 0 for r in measured_cpu) / cpu_time:.2f}" if cpu_time else "not measured",
+        "memory": memory,
+        "rss": f"{max(peaks):.1f}" if peaks else "not measured",  # never a 0 for what was not measured
+        "share": f"{100 * max(peaks) / memory:.0f}%" if peaks else "-",
+        "realtime": realtime,
+    }
+
+
+def _task_row(row: TraceRow) -> list[tuple[str, str]]:
+    """(shown, sort key) per column."""
+
+    def number(value: float | None, digits: int = 1) -> tuple[str, str]:
+        return ("-", "-1") if value is None else (f"{value:.{digits}f}", str(value))
+
+    share = _share(row) if row.peak_rss_mib else None
+    return [
+        (row.name, row.name),
+        (row.step, row.step),
+        (row.sample or "-", row.sample),
+        (row.status, row.status),
+        (str(row.attempt or "-"), str(row.attempt or 0)),
+        ("-" if row.exit is None else str(row.exit), str(row.exit if row.exit is not None else -1)),
+        (row.exit_reason or "-", row.exit_reason),
+        number(row.realtime_s),
+        number(row.pct_cpu),
+        number(row.peak_rss_mib),
+        (str(row.memory_mib), str(row.memory_mib)),
+        number(share, 0),
+        (f"{row.runtime} {row.image}".strip() or "-", row.runtime),
+    ]

@@ -57,6 +57,30 @@ def exists(s3: Any, uri: str) -> bool:
     return True
 
 
+def state(s3: Any, uri: str) -> str | None:
+    """What changes whenever the object (or every object under the prefix) does: ETags; None when absent."""
+    bucket, key = split(uri)
+    try:
+        tag: str = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        return tag
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    tags = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
+        tags += [f"{item['Key']}={item['ETag']}" for item in page.get("Contents", [])]
+    return ";".join(tags) or None
+
+
+def copy(s3: Any, source: str, target: str) -> None:
+    """An object, or every object under a prefix, from one URI to another."""
+    keys = [split(source)[1]] if exists(s3, source) else list_prefix(s3, source)
+    source_bucket, source_key = split(source)
+    bucket, target_key = split(target)
+    for key in keys:
+        s3.copy({"Bucket": source_bucket, "Key": key}, bucket, target_key + key[len(source_key) :])
+
+
 def download(s3: Any, uri: str, path: Path) -> None:
     """One object to a file, written under a temporary name and renamed when complete."""
     bucket, key = split(uri)

@@ -19,6 +19,9 @@ class Settings:
 
 
 def open_executor(context: RunContext, settings: Settings) -> Executor:
+    from ..registry import import_extra
+
+    import_extra("aws", "boto3", "--executor awsbatch")  # boto3 is an optional extra: genobatch[aws]
     from .executor import AwsExecutor
 
     return AwsExecutor(context, settings.aws_stack)

@@ -4,8 +4,8 @@ repositories), their outputs cached in the stack's bucket under ``cache/<key>/ou
 Jobs share no file system with this machine, so every task is staged: local inputs are uploaded once,
 content-addressed (``inputs/<sha256>/<name>``); the task file goes to ``tasks/`` (large task specifications
 belong in S3, not in the command); the job runner downloads what the task reads, runs it in a scratch
-directory and uploads the output, the done marker last. Tasks no image holds (MultiQC) run on this machine
-through the same staging.
+directory and uploads the output, the done marker last. Tasks no image holds (``image: host`` steps) run on
+this machine through the same staging.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
 from genobatch.problems import InputError, Problem
 from genobatch.storage import s3 as storage
 
 from ..base import Executor, RunContext, task_file_name
 from ..contract import AttemptState, Backend, JobSpec
 from ..local import LocalExecutor
+from ..publish import local_state
 from ..routed import RoutedBackend
 from ..task import HOST, Task, resolved_spec
 from .backend import AwsBatchBackend
@@ -38,11 +41,20 @@ class AwsExecutor(Executor):
         super().__init__(context)
         if not stack_name:
             raise InputError(
-                [Problem(Path("--aws-stack"), None, "--backend awsbatch needs a stack", "--aws-stack NAME")]
+                [Problem(Path("--aws-stack"), None, "--executor awsbatch needs a stack", "--aws-stack NAME")]
             )
+        self.offline = False  # a dry run without credentials: the plan and its cost, nothing read from S3
         self.aws = Aws(endpoint_url=context.endpoint_url)
-        self.stack = Stack(self.aws, stack_name, context.images)
-        problems = [c for c in self.stack.status() if c.action == "missing" or c.action.startswith("BROKEN")]
+        try:
+            self.stack = Stack(self.aws, stack_name, context.images)
+            problems = [c for c in self.stack.status() if c.action == "missing" or c.action.startswith("BROKEN")]
+        except (NoCredentialsError, PartialCredentialsError):
+            if not context.dry_run:
+                fix = "aws configure, or set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                raise InputError([Problem(Path(stack_name), None, "no AWS credentials were found", fix)]) from None
+            print("genobatch: no AWS credentials: the estimate counts every task as not cached", file=sys.stderr)
+            self.offline = True
+            return
         if problems:
             listed = ", ".join(f"{c.kind} {c.name} ({c.action})" for c in problems)
             raise InputError(
@@ -64,21 +76,36 @@ class AwsExecutor(Executor):
     def output_uri(self, key: str) -> str:
         return f"{self.root}/cache/{key[:2]}/{key}/out"
 
+    def workdir(self, key: str) -> str:
+        return self.output_uri(key).removesuffix("/out")
+
     def is_cached(self, key: str) -> bool:
-        return storage.exists(self.s3, f"{self.output_uri(key)}/{storage.DONE_MARKER}")
+        return not self.offline and storage.exists(self.s3, f"{self.output_uri(key)}/{storage.DONE_MARKER}")
 
     def remove(self, key: str) -> None:
         storage.delete_prefix(self.s3, f"{self.root}/cache/{key[:2]}/{key}/")
 
-    def publish(self, key: str, files: dict[str, str], outdir: str) -> None:
+    def publish(self, key: str, files: dict[str, str], outdir: str) -> int:
+        copied = 0
         for name, rel in files.items():
             source = f"{self.output_uri(key)}/{name}"
             if storage.is_s3(outdir):
-                bucket, target = storage.split(f"{outdir.rstrip('/')}/{rel}")
-                source_bucket, source_key = storage.split(source)
-                self.s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, target)
+                target = f"{outdir.rstrip('/')}/{rel}"
+                if self.published.unchanged(target, source, storage.state(self.s3, target)):
+                    continue
+                storage.copy(self.s3, source, target)
+                self.published.record(target, source, storage.state(self.s3, target))
             else:
-                storage.download(self.s3, source, Path(outdir) / rel)
+                path = Path(outdir) / rel
+                if self.published.unchanged(str(path), source, local_state(path)):
+                    continue
+                if storage.exists(self.s3, source):
+                    storage.download(self.s3, source, path)
+                else:  # a folder of outputs (MultiQC's data)
+                    storage.download_dir(self.s3, source, path)
+                self.published.record(str(path), source, local_state(path))
+            copied += 1
+        return copied
 
     def input_uri(self, path: Path) -> str:
         """A local input file, uploaded once under its content's digest."""
@@ -119,7 +146,7 @@ class AwsExecutor(Executor):
     def refuse_image(self, image: str) -> str | None:
         """A job on Batch stages its files through S3 with genobatch's runner, which only genobatch's images
         (and this machine, for ``image: host``) have."""
-        if image == HOST or image in self.stack.images:
+        if image == HOST or image in self.context.images or image == "runner":
             return None
         return (
             f"{image} has no genobatch runner to stage files from S3: on AWS Batch use a genobatch image "
