@@ -213,7 +213,7 @@ BAD_INPUT = [  # (arguments, exit code, what the message must say)
         254,
         "retryStrategy.attempts must be an integer from 1 to 10",
     ),
-    ([*REGISTER, '{"command": "true"}'], 254, "command must be a non-empty list of strings"),
+    ([*REGISTER, '{"command": "true"}'], 252, "Invalid type for parameter containerProperties.command"),
 ]
 
 

@@ -1,7 +1,8 @@
 """``BatchClient``: the local engine's API, shaped like boto3's ``batch`` client.
 
 Requests and responses are AWS Batch's dicts, so code (and the CLI) written against one works against
-the other::
+the other. Every verb checks its request against AWS Batch's own shapes first (``shapes.validated``), so an
+unknown or misspelled parameter is refused, never silently ignored::
 
     client = BatchClient()
     client.register_job_definition(jobDefinitionName="hello", type="container",
@@ -21,6 +22,7 @@ from . import registry, views
 from .daemon import engine_pid, start_background_engine
 from .errors import ClientException
 from .model import TERMINAL_NAMES
+from .shapes import validated
 from .store import Store
 
 
@@ -39,45 +41,57 @@ class BatchClient:
         self.store.close()
 
     # --- resources ----------------------------------------------------------------------------------------
+    @validated
     def create_compute_environment(self, **request: Any) -> dict[str, Any]:
         return registry.create_compute_environment(self.store, request)
 
+    @validated
     def describe_compute_environments(self, **request: Any) -> dict[str, Any]:
         return registry.describe_compute_environments(self.store, request)
 
+    @validated
     def create_job_queue(self, **request: Any) -> dict[str, Any]:
         return registry.create_job_queue(self.store, request)
 
+    @validated
     def describe_job_queues(self, **request: Any) -> dict[str, Any]:
         return registry.describe_job_queues(self.store, request)
 
+    @validated
     def register_job_definition(self, **request: Any) -> dict[str, Any]:
         return registry.register_job_definition(self.store, request)
 
+    @validated
     def describe_job_definitions(self, **request: Any) -> dict[str, Any]:
         return registry.describe_job_definitions(self.store, request)
 
     # --- jobs ---------------------------------------------------------------------------------------------
+    @validated
     def submit_job(self, **request: Any) -> dict[str, Any]:
         response = job_ops.submit_job(self.store, request)
         self._engine_needed()
         return response
 
+    @validated
     def submit_jobs(self, jobs: list[dict[str, Any]]) -> dict[str, Any]:
         """Submit a graph of jobs atomically; ``dependsOn`` may use ``{"jobName": ...}`` within the batch."""
         response = job_ops.submit_jobs(self.store, jobs)
         self._engine_needed()
         return response
 
+    @validated
     def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
         return views.describe_jobs(self.store, jobs, engine_alive=self.engine_pid() is not None)
 
+    @validated
     def list_jobs(self, **request: Any) -> dict[str, Any]:
         return views.list_jobs(self.store, request)
 
+    @validated
     def cancel_job(self, jobId: str, reason: str) -> dict[str, Any]:  # noqa: N803 - AWS's parameter names
         return job_ops.stop_job(self.store, jobId, reason, terminate=False)
 
+    @validated
     def terminate_job(self, jobId: str, reason: str) -> dict[str, Any]:  # noqa: N803
         return job_ops.stop_job(self.store, jobId, reason, terminate=True)
 

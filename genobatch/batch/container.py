@@ -9,6 +9,10 @@ it as on any other; when it ends, ``podman inspect`` says whether the kernel kil
 CPU time and peak memory are measured inside the container: a job may write ``$GENOBATCH_USAGE_FILE``
 (JSON ``{"cpu_seconds", "max_rss_kib"}``), as the pipeline's job runner does.
 
+``podman run`` runs under the same wrapper as a host command (``runtime``): the container's output goes
+through the capped logs, and if the engine dies the client's exit, which is the container's, is recorded for
+the next engine (as a plain exit code: a recovered attempt cannot be told to have been an OOM kill).
+
 On cgroup v1 hosts podman 4 never sets ``OOMKilled`` (seen on Debian 12 with crun): there each container gets
 a cgroup parent of its own, which outlives the container. An exit by SIGKILL that the engine did not send,
 with the parent's peak memory at the limit, is the kernel's OOM kill; the parent also gives the CPU time.
@@ -34,6 +38,7 @@ from .runtime import (
     ProcessExit,
     RunningProcess,
     Runtime,
+    finish_logs,
     kill_group,
     start_process,
 )
@@ -186,6 +191,7 @@ class ContainerRuntime:
         pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid == 0:
             return None
+        finish_logs(proc)
         code = os.waitstatus_to_exitcode(status)
         if proc.popen is not None:
             proc.popen.returncode = code

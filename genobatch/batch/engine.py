@@ -20,19 +20,23 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .admission import Pool, QueueStream, admit
 from .daemon import EngineLock
-from .jobs import active_attempts, child_status_counts, runnable_candidates, set_status
+from .errors import EngineFailed
+from .faults import as_fault
+from .jobs import active_attempts, child_status_counts, finish_attempt, runnable_candidates, set_status
 from .lifecycle import (
     AttemptOutcome,
     array_parent_status,
+    exit_outcome,
     outcome_for,
     resolve_dependencies,
-    status_after_attempt,
 )
 from .model import (
     ACTIVE_SQL,
+    ACTIVE_STATUSES,
     OPEN_SQL,
     ExitReason,
     JobQueue,
@@ -51,7 +55,9 @@ from .runtime import (
     RunningProcess,
     Runtime,
     own_peak_rss_kib,
+    read_exit_status,
     session_rss_kib,
+    signal_of_exit,
 )
 from .store import Store, now_ms
 
@@ -111,7 +117,7 @@ class Engine:
         runtime: Runtime | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.store = Store(state_dir)
+        self.store = Store(state_dir, verify=True)  # once per engine: a damaged database is set aside
         ensure_defaults(self.store)
         self.runtime: Runtime = runtime or HostRuntime()
         self.settings = settings or Settings()
@@ -130,25 +136,62 @@ class Engine:
 
     # --- public -------------------------------------------------------------------------------------------
     def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> None:
-        """Schedule until stopped (or, with ``until_idle``, until no job is left to run)."""
+        """Schedule until stopped (or, with ``until_idle``, until no job is left to run).
+
+        On the machine's fault (a full disk, a read-only file system, an I/O error, a damaged database) it kills
+        its running attempts, records them where it still can, and raises ``EngineFailed`` saying why; on any
+        other error it kills them too, so that no attempt runs on unwatched, and lets the error through."""
         if stop is not None:
             self._stop = stop
         with EngineLock(self.store.state_dir):
-            self._recover()
-            idle_since: float | None = None
-            while True:
-                self.step()
-                if self._stop.is_set() and (not self._drain or not self.running):
+            try:
+                self._recover()
+                self._schedule(until_idle)
+            except BaseException as exc:
+                self.store.note_damage(exc)
+                fault = as_fault(exc, self.store.db_path, EngineFailed)
+                self._abort(fault.cause if fault else f"{type(exc).__name__}: {exc}")
+                if fault is None:
+                    raise
+                raise fault from exc
+
+    def _schedule(self, until_idle: bool) -> None:
+        idle_since: float | None = None
+        while True:
+            self.step()
+            if self._stop.is_set() and (not self._drain or not self.running):
+                break
+            if self.running or self._has_work():
+                idle_since = None
+            else:
+                idle_since = idle_since or time.monotonic()
+                limit = 0.0 if until_idle else self.settings.idle_exit_seconds
+                if limit is not None and time.monotonic() - idle_since >= limit:
                     break
-                if self.running or self._has_work():
-                    idle_since = None
-                else:
-                    idle_since = idle_since or time.monotonic()
-                    limit = 0.0 if until_idle else self.settings.idle_exit_seconds
-                    if limit is not None and time.monotonic() - idle_since >= limit:
-                        break
-                self._wait()
-            self._kill_all(ExitReason.LOST, "the engine was stopped")
+            self._wait()
+        self._kill_all(ExitReason.LOST, "the engine was stopped")
+
+    def _abort(self, cause: str) -> None:
+        """The engine cannot go on: kill every running attempt, then record them as lost if the database still
+        takes writes (else the next engine does, finding them gone without an exit status)."""
+        log.error("genobatch engine on %s stops: %s", self.store.state_dir, cause)
+        for attempt in self.running.values():
+            self._kill(attempt, ExitReason.LOST, f"the engine stopped: {cause}", graceful=False)
+        finished: list[_Finished] = []
+        deadline = time.monotonic() + 10
+        while self.running and time.monotonic() < deadline:
+            finished += self._reap_and_enforce()
+            time.sleep(0.01)
+        try:
+            with self.store.write() as conn:
+                for done in finished:
+                    a = done.attempt
+                    job = conn.execute("SELECT status, attempts_made FROM jobs WHERE id=?", (a.job_id,)).fetchone()
+                    # an attempt launched in the pass that failed was never recorded: its job is still RUNNABLE
+                    if job and JobStatus(job["status"]) in ACTIVE_STATUSES and job["attempts_made"] == a.number:
+                        finish_attempt(conn, a.job_id, a.number, a.retry, done.outcome, done.cpu_seconds, None)
+        except Exception as exc:  # best effort: the error that stopped the engine is the one to report
+            log.warning("could not record the %d killed attempt(s) (%s): the next engine will", len(finished), exc)
 
     def request_stop(self, drain: bool) -> None:
         """Stop soon: ``drain`` lets running attempts finish first; otherwise they are killed (LOST)."""
@@ -176,7 +219,7 @@ class Engine:
                 self._handle_stop_requests(conn)
             for done in finished:
                 attempt = done.attempt
-                self._finish_attempt(
+                finish_attempt(
                     conn,
                     attempt.job_id,
                     attempt.number,
@@ -199,13 +242,17 @@ class Engine:
 
     # --- start-up -----------------------------------------------------------------------------------------
     def _recover(self) -> None:
-        """After a crash: kill what the dead engine left running and let the retry strategy decide."""
+        """After a crash: kill what the dead engine left running; an attempt that ended meanwhile ends with the
+        exit its wrapper recorded (see ``runtime``), the others are lost; the retry strategy decides what next."""
         rows = active_attempts(self.store.conn)
         self.runtime.recover(self.store.state_dir, [(row["pid"], row["proc_start"]) for row in rows if row["pid"]])
+        exits = [read_exit_status(Path(row["log_dir"])) for row in rows]  # once the killed ones are gone
         with self.store.write() as conn:
-            for row in rows:
+            for row, code in zip(rows, exits, strict=True):
                 outcome = outcome_for(ExitReason.LOST, None, f"engine pid {row['engine_pid']} is gone")
-                self._finish_attempt(
+                if code is not None:
+                    outcome = exit_outcome(ProcessExit(code, signal_of_exit(code), None, None), row["memory_mib"])
+                finish_attempt(
                     conn,
                     row["job_id"],
                     row["number"],
@@ -226,7 +273,14 @@ class Engine:
                 self._finish_array_parent(conn, parent[0])
             self._advance(conn)
         if rows:
-            log.warning("recovered %d attempt(s) left running by a previous engine: recorded as host lost", len(rows))
+            ended = sum(code is not None for code in exits)
+            log.warning(
+                "recovered %d attempt(s) left running by a previous engine: %d ended meanwhile (their recorded exit "
+                "counts), %d recorded as host lost",
+                len(rows),
+                ended,
+                len(rows) - ended,
+            )
 
     def _refresh_config(self, conn: sqlite3.Connection) -> None:
         """Re-read compute environments and queues (another process may have created some)."""
@@ -291,17 +345,8 @@ class Engine:
             max_rss = attempt.peak_tree_rss_kib or None
         if attempt.kill_reason is not None:
             outcome = outcome_for(attempt.kill_reason, result.exit_code, attempt.kill_detail)
-        elif result.cannot_start is not None:
-            outcome = outcome_for(ExitReason.CANNOT_START, None, result.cannot_start)
-        elif result.oom_killed:
-            detail = f"the container exceeded its memory limit of {attempt.need.memory_mib} MiB"
-            outcome = outcome_for(ExitReason.MEMLIMIT, result.exit_code, detail)
-        elif result.exit_code == 0:
-            outcome = outcome_for(ExitReason.FINISHED, 0)
-        elif result.signal is not None:
-            outcome = outcome_for(ExitReason.KILLED, result.exit_code, signal.Signals(result.signal).name)
         else:
-            outcome = outcome_for(ExitReason.FAILED, result.exit_code)
+            outcome = exit_outcome(result, attempt.need.memory_mib)
         return _Finished(attempt, outcome, result.cpu_seconds, max_rss)
 
     def _check_memory(self) -> None:
@@ -343,39 +388,6 @@ class Engine:
             attempt = self.running.get(row["id"])
             if attempt is not None and attempt.kill_reason is None:
                 self._kill(attempt, ExitReason.TERMINATED, row["stop_requested"], graceful=True)
-
-    def _finish_attempt(
-        self,
-        conn: sqlite3.Connection,
-        job_id: str,
-        number: int,
-        retry: RetryStrategy,
-        outcome: AttemptOutcome,
-        cpu_seconds: float | None,
-        max_rss_kib: int | None,
-    ) -> None:
-        at = now_ms()
-        conn.execute(
-            """UPDATE attempts SET stopped_at=?, exit_code=?, exit_reason=?, status_reason=?, container_reason=?,
-                   cpu_seconds=?, max_rss_kib=? WHERE job_id=? AND number=?""",
-            (
-                at,
-                outcome.exit_code,
-                outcome.reason.value,
-                outcome.status_reason,
-                outcome.container_reason,
-                cpu_seconds,
-                max_rss_kib,
-                job_id,
-                number,
-            ),
-        )
-        status = status_after_attempt(retry, number, outcome)
-        conn.execute("UPDATE jobs SET exit_code=?, stop_requested=NULL WHERE id=?", (outcome.exit_code, job_id))
-        reason = outcome.status_reason
-        if status is JobStatus.RUNNABLE:
-            reason = f"Attempt {number} of {retry.attempts} failed ({outcome.status_reason}); retrying"
-        set_status(conn, job_id, status, reason, at)
 
     def _advance(self, conn: sqlite3.Connection) -> None:
         """New jobs go SUBMITTED -> PENDING -> RUNNABLE; ended jobs release or fail their dependents."""
@@ -488,7 +500,7 @@ class Engine:
             self.pools[item.pool].give_back(item.need)
             self._dirty = True
             outcome = outcome_for(ExitReason.CANNOT_START, None, proc)
-            self._finish_attempt(conn, item.job_id, item.number, item.retry, outcome, None, None)
+            finish_attempt(conn, item.job_id, item.number, item.retry, outcome, None, None)
             return
         at = now_ms()
         conn.execute(

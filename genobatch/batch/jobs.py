@@ -16,6 +16,7 @@ from typing import Any
 
 from .admission import Candidate
 from .errors import ClientException
+from .lifecycle import AttemptOutcome, status_after_attempt
 from .model import (
     ACTIVE_SQL,
     MAX_ARRAY_SIZE,
@@ -61,6 +62,40 @@ def set_status(
         (status.value, reason, status.value, at, status.value, at, terminal, at, done_seq, job_id),
     )
     conn.execute("INSERT INTO events VALUES (?,?,?,?)", (job_id, at, status.value, reason))
+
+
+def finish_attempt(
+    conn: sqlite3.Connection,
+    job_id: str,
+    number: int,
+    retry: RetryStrategy,
+    outcome: AttemptOutcome,
+    cpu_seconds: float | None,
+    max_rss_kib: int | None,
+) -> None:
+    """Record how an attempt ended, and the job's next status by its retry strategy (retry, or end)."""
+    at = now_ms()
+    conn.execute(
+        """UPDATE attempts SET stopped_at=?, exit_code=?, exit_reason=?, status_reason=?, container_reason=?,
+               cpu_seconds=?, max_rss_kib=? WHERE job_id=? AND number=?""",
+        (
+            at,
+            outcome.exit_code,
+            outcome.reason.value,
+            outcome.status_reason,
+            outcome.container_reason,
+            cpu_seconds,
+            max_rss_kib,
+            job_id,
+            number,
+        ),
+    )
+    status = status_after_attempt(retry, number, outcome)
+    conn.execute("UPDATE jobs SET exit_code=?, stop_requested=NULL WHERE id=?", (outcome.exit_code, job_id))
+    reason = outcome.status_reason
+    if status is JobStatus.RUNNABLE:
+        reason = f"Attempt {number} of {retry.attempts} failed ({outcome.status_reason}); retrying"
+    set_status(conn, job_id, status, reason, at)
 
 
 def child_status_counts(conn: sqlite3.Connection, parent_id: str) -> dict[JobStatus, int]:

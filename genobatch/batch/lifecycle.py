@@ -5,7 +5,9 @@ The engine (the driver) asks these functions what to do and then does it against
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .model import (
     STATUS_REASON_CANNOT_START,
@@ -17,6 +19,9 @@ from .model import (
     JobStatus,
     RetryStrategy,
 )
+
+if TYPE_CHECKING:  # a record of what a runtime observed; this module does no I/O
+    from .runtime import ProcessExit
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,20 @@ def outcome_for(reason: ExitReason, exit_code: int | None, detail: str | None = 
     if reason is ExitReason.KILLED:
         return AttemptOutcome(reason, exit_code, STATUS_REASON_EXITED, f"Killed by signal {detail}")
     return AttemptOutcome(reason, exit_code, STATUS_REASON_EXITED)
+
+
+def exit_outcome(result: ProcessExit, memory_mib: int) -> AttemptOutcome:
+    """How an attempt ended that the engine did not kill (observed by the engine, or recorded by its wrapper)."""
+    if result.cannot_start is not None:
+        return outcome_for(ExitReason.CANNOT_START, None, result.cannot_start)
+    if result.oom_killed:
+        detail = f"the container exceeded its memory limit of {memory_mib} MiB"
+        return outcome_for(ExitReason.MEMLIMIT, result.exit_code, detail)
+    if result.exit_code == 0:
+        return outcome_for(ExitReason.FINISHED, 0)
+    if result.signal is not None:
+        return outcome_for(ExitReason.KILLED, result.exit_code, signal.Signals(result.signal).name)
+    return outcome_for(ExitReason.FAILED, result.exit_code)
 
 
 def should_retry(strategy: RetryStrategy, attempts_made: int, outcome: AttemptOutcome) -> bool:

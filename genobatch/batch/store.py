@@ -6,17 +6,33 @@ read-check-write done inside ``Store.write()`` cannot race another process. Layo
     <state>/state.db            this database
     <state>/engine.lock         held (flock) by the one engine scheduling from this directory
     <state>/engine.log          the background engine's own log
-    <state>/jobs/<job-id>/<attempt>/{stdout.log,stderr.log,work/}
+    <state>/jobs/<job-id>/<attempt>/{stdout.log,stderr.log,exit_status,work/}
+    <state>/state.db.lock       held while a database is created or a damaged one is set aside
+    <state>/state.db.damaged    left by a use that found the database damaged: the next open sets it aside
+
+A database that is not one (garbage, truncated, empty, another program's tables) is moved aside as
+``state.db.corrupt-<time>`` (with its -wal and -shm), with a warning, and a new one is begun: jobs are
+re-created by whoever submits them (the pipeline's own record of finished work is its cache). Opening checks
+only what SQLite reads anyway (the header, the schema, ``meta``), because the CLI opens the store for every
+command; the engine, which opens it once per start, asks for a ``PRAGMA quick_check`` too (``verify``), and
+damage that a query meets later is remembered (``state.db.damaged``) for the next open to act on.
+A read-only, full or failing file system raises ``StateUnusable`` naming the path and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import StateUnusable
+from .faults import SQLITE_ERROR, as_fault, is_damaged, sqlite_code
 
 SCHEMA_VERSION = 2
 # version -> statements that bring a database of that version to the next one
@@ -28,6 +44,8 @@ MIGRATIONS = {
     ],
 }
 STATE_DIR_ENV = "GENOBATCH_STATE_DIR"
+DAMAGED_MARK = "state.db.damaged"  # "<inode of the damaged state.db> <what was seen>"
+log = logging.getLogger("genobatch.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
@@ -90,6 +108,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def resolve_state_dir(state_dir: str | os.PathLike[str] | None) -> Path:
+    """The state directory a ``Store`` of ``state_dir`` uses (None: the default)."""
+    return Path(state_dir).expanduser().resolve() if state_dir else default_state_dir()
+
+
 def default_state_dir() -> Path:
     """``$GENOBATCH_STATE_DIR`` if set, else ``~/.genobatch`` (one engine per user, like one AWS account)."""
     return Path(os.environ.get(STATE_DIR_ENV) or Path.home() / ".genobatch").expanduser().resolve()
@@ -98,23 +121,119 @@ def default_state_dir() -> Path:
 class Store:
     """A connection to one state directory's database."""
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None = None) -> None:
-        self.state_dir = Path(state_dir).expanduser().resolve() if state_dir else default_state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None, verify: bool = False) -> None:
+        """``verify``: also run ``PRAGMA quick_check`` (milliseconds per 10,000 jobs; the engine's start)."""
+        self.state_dir = resolve_state_dir(state_dir)
         self.jobs_dir = self.state_dir / "jobs"
         self.db_path = self.state_dir / "state.db"
+        self.verify = verify
+        self._inode: int | None = None  # of the database file this connection uses (``note_damage``)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.conn = self._open()
+            self._inode = self.db_path.stat().st_ino
+        except (OSError, sqlite3.Error) as exc:
+            fault = as_fault(exc, self.db_path, StateUnusable)
+            if fault is None:
+                raise
+            raise fault from None
+
+    def _open(self) -> sqlite3.Connection:
+        """A checked connection; a damaged database is set aside (under the lock, so only one process does it)."""
+        if not self.db_path.exists() or self.db_path.stat().st_size == 0:  # new: created under the lock
+            with self._repair_lock():
+                return self._checked_connection(repair=True)
+        try:
+            return self._checked_connection(repair=False)
+        except _Damaged:
+            with self._repair_lock():  # another process may have repaired it meanwhile: check again
+                return self._checked_connection(repair=True)
+
+    def _checked_connection(self, repair: bool) -> sqlite3.Connection:
+        if repair and self.db_path.exists() and self.db_path.stat().st_size == 0:
+            self._set_aside("it is empty (0 bytes)")
+        try:
+            return self._connect()
+        except _Damaged as exc:
+            if not repair:
+                raise
+            self._set_aside(exc.reason)
+        return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection, checked (``_Damaged``, and closed, if it is no sound genobatch database: the checks only
+        read, so another program's database is left as it was) and brought to this schema version."""
         # isolation_level=None: we issue BEGIN ourselves, so a transaction is exactly a ``write()`` block.
-        self.conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (the case we design for); only an OS crash may lose
-        # the last transactions, never corrupt the database.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        # In WAL mode fsync happens only at checkpoints; SQLite's default (every 1,000 pages) made fsync the
-        # engine's largest cost on virtual disks (10.4 s vs 4.4 s for 2,000 jobs). ~40 MB of WAL between
-        # checkpoints keeps the same guarantees with a few fsyncs per thousand jobs.
-        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
-        self._migrate()
+        conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        self.conn = conn
+        try:
+            self._check(conn)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (the case we design for); only an OS crash may lose
+            # the last transactions, never corrupt the database.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # In WAL mode fsync happens only at checkpoints; SQLite's default (every 1,000 pages) made fsync the
+            # engine's largest cost on virtual disks (10.4 s vs 4.4 s for 2,000 jobs). ~40 MB of WAL between
+            # checkpoints keeps the same guarantees with a few fsyncs per thousand jobs.
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            self._migrate()
+        except (sqlite3.DatabaseError, _Damaged) as exc:
+            conn.close()
+            if isinstance(exc, _Damaged):
+                raise
+            if is_damaged(exc):
+                raise _Damaged(str(exc)) from None
+            if sqlite_code(exc) == SQLITE_ERROR:  # our schema does not fit its tables
+                raise _Damaged(f"its tables are not genobatch's ({exc})") from None
+            raise
+        return conn
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """``_Damaged`` unless ``conn``'s database is empty or genobatch's (and, with ``verify``, sound)."""
+        with contextlib.suppress(OSError, ValueError):
+            inode, seen = (self.state_dir / DAMAGED_MARK).read_text().split(" ", 1)
+            if int(inode) == self.db_path.stat().st_ino:  # not a database set aside since
+                raise _Damaged(f"an earlier use found it damaged: {seen.strip()}")
+        if self.verify:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise _Damaged("PRAGMA quick_check: " + "; ".join(problems).replace("\n", "; "))
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and (
+            "meta" not in tables or not conn.execute("SELECT 1 FROM meta WHERE key='schema_version'").fetchone()
+        ):
+            raise _Damaged(f"it is not a genobatch state database (its tables: {', '.join(sorted(tables))})")
+
+    @contextmanager
+    def _repair_lock(self) -> Iterator[None]:
+        fd = os.open(self.state_dir / "state.db.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _set_aside(self, reason: str) -> None:
+        """Move the database (and its -wal, -shm) to ``state.db.corrupt-<time>``, saying so."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.state_dir / DAMAGED_MARK)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.db_path.with_name(f"state.db.corrupt-{stamp}")
+        for n in range(2, 1000):
+            if not target.exists():
+                break
+            target = self.db_path.with_name(f"state.db.corrupt-{stamp}-{n}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{self.db_path}{suffix}", f"{target}{suffix}")
+        log.warning(
+            "genobatch: the engine's state database %s is unusable (%s): moved it to %s and started a new one. "
+            "Jobs it held are forgotten (a pipeline run re-creates its own; its cache keeps finished tasks)",
+            self.db_path,
+            reason,
+            target,
+        )
 
     def _migrate(self) -> None:
         with self.write() as conn:
@@ -135,16 +254,26 @@ class Store:
                     "use a new --state-dir or the genobatch release that created it"
                 )
 
+    def note_damage(self, exc: BaseException) -> None:
+        """If ``exc`` says the database is damaged, remember it, so that the next open sets the database aside
+        (an open checks only what every query reads; a damaged page elsewhere shows up later, in some query)."""
+        if self._inode is not None and is_damaged(exc):  # (while opening, damage is dealt with at once)
+            with contextlib.suppress(OSError):
+                (self.state_dir / DAMAGED_MARK).write_text(f"{self._inode} {exc}\n")
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken up front (BEGIN IMMEDIATE), so checks and writes see one state."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # a failed COMMIT (a full disk) may leave it open, or SQLite ended it
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            self.note_damage(exc)
             raise
-        self.conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -152,6 +281,9 @@ class Store:
         self.conn.execute("BEGIN")
         try:
             yield self.conn
+        except sqlite3.DatabaseError as exc:
+            self.note_damage(exc)
+            raise
         finally:
             self.conn.execute("COMMIT")
 
@@ -164,3 +296,11 @@ class Store:
 
     def attempt_dir(self, job_id: str, attempt: int) -> Path:
         return self.jobs_dir / job_id.replace(":", "_") / str(attempt)
+
+
+class _Damaged(Exception):
+    """The database file is not a usable genobatch database; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

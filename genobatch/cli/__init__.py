@@ -10,6 +10,7 @@ from pathlib import Path
 
 from genobatch import __version__
 from genobatch.batch import BatchClient, ClientException
+from genobatch.batch.errors import EnvironmentFault
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
 from genobatch.problems import InputError
 
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         code = run.bad_input(exc)
     except TimeoutError as exc:
         print(f"genobatch: {exc}", file=sys.stderr)
+        code = 1
+    except EnvironmentFault as exc:  # a full disk, a read-only or damaged state directory: the machine's fault
+        print(f"genobatch: error: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:  # before a run started its jobs (a run handles its own: report, resume line)
         print("genobatch: interrupted; nothing was lost", file=sys.stderr)

@@ -7,14 +7,19 @@ Exit codes follow the AWS CLI: 252 for a malformed command line, 254 when the se
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 252
 EXIT_CLIENT_ERROR = 254
+
+# Types shorthand ``key=value`` pairs for a request member, as the AWS CLI does from the service model.
+Shorthand = Callable[[str, dict[str, str]], Any]  # (request member, pairs as strings) -> its value
 
 
 class UsageError(Exception):
@@ -49,8 +54,10 @@ def _scalar(text: str) -> Any:
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
-def parse_structure(raw: str, flag: str, keep_strings: bool = False) -> Any:
-    """JSON (``{...}`` / ``[...]``) or shorthand ``key=value,key2=value2``."""
+def parse_structure(
+    raw: str, flag: str, keep_strings: bool = False, typed: Callable[[dict[str, str]], Any] | None = None
+) -> Any:
+    """JSON (``{...}`` / ``[...]``) or shorthand ``key=value,key2=value2`` (typed by ``typed`` when given)."""
     text = read_value(raw, flag).strip()
     if text[:1] in "{[":
         try:
@@ -60,13 +67,15 @@ def parse_structure(raw: str, flag: str, keep_strings: bool = False) -> Any:
                 f"Error parsing parameter '{flag}': Invalid JSON: {exc.msg} at line {exc.lineno} "
                 f"column {exc.colno}\nJSON received: {text[:200]}"
             ) from None
-    out: dict[str, Any] = {}
+    pairs: dict[str, str] = {}
     for part in filter(None, text.split(",")):
         key, sep, value = part.partition("=")
         if not sep or not key:
             raise UsageError(f"Error parsing parameter '{flag}': expected key=value pairs or JSON, got {part!r}")
-        out[key.strip()] = value if keep_strings else _scalar(value)
-    return out
+        pairs[key.strip()] = value
+    if typed is not None:
+        return typed(pairs)
+    return pairs if keep_strings else {key: _scalar(value) for key, value in pairs.items()}
 
 
 def add_fields(parser: argparse.ArgumentParser, fields: list[Field]) -> None:
@@ -82,8 +91,9 @@ def add_fields(parser: argparse.ArgumentParser, fields: list[Field]) -> None:
         )
 
 
-def build_request(args: argparse.Namespace, fields: list[Field]) -> dict[str, Any]:
-    """Merge ``--cli-input-json`` with the flags given (flags win, as in the AWS CLI)."""
+def build_request(args: argparse.Namespace, fields: list[Field], shorthand: Shorthand | None = None) -> dict[str, Any]:
+    """Merge ``--cli-input-json`` with the flags given (flags win, as in the AWS CLI). ``shorthand`` types
+    shorthand values from the service model; without it, digits become integers."""
     request: dict[str, Any] = {}
     if args.cli_input_json:
         try:
@@ -100,12 +110,13 @@ def build_request(args: argparse.Namespace, fields: list[Field]) -> dict[str, An
         value = getattr(args, field.key, None)
         if value is None:
             continue
+        typed = None if shorthand is None else functools.partial(shorthand, field.key)
         if field.kind in ("struct", "json"):
-            value = parse_structure(value, field.flag)
+            value = parse_structure(value, field.flag, typed=typed)
         elif field.kind == "map":
             value = parse_structure(value, field.flag, keep_strings=True)
         elif field.kind == "structs":
-            items = [parse_structure(v, field.flag) for v in value]
+            items = [parse_structure(v, field.flag, typed=typed) for v in value]
             value = items[0] if len(items) == 1 and isinstance(items[0], list) else items
         request[field.key] = value
     return request

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from genobatch.batch import BatchClient
+from genobatch.batch import BatchClient, shapes
+from genobatch.batch.errors import ParamValidationError
 from genobatch.batch.model import TERMINAL_NAMES, JobStatus
 
-from .awsargs import Field, add_fields, build_request
+from .awsargs import Field, UsageError, add_fields, build_request
 
 NO_AUTOSTART_ENV = "GENOBATCH_NO_AUTOSTART"
 
@@ -124,14 +125,18 @@ def run(args: argparse.Namespace, client_for: Callable[[bool], BatchClient]) -> 
             {"jobs": [{"jobId": d["jobId"], "status": d["status"], "statusReason": d["statusReason"]} for d in details]}
         )
         return 0 if all(d["status"] == JobStatus.SUCCEEDED.value for d in details) else 1
-    fields = VERBS[args.verb][1]
-    request = build_request(args, fields)
+    operation, fields = VERBS[args.verb]
+    request = build_request(args, fields, lambda member, pairs: shapes.from_shorthand(operation, member, pairs))
     autostart = (
         args.verb in SUBMITTING and not getattr(args, "no_engine", False) and not os.environ.get(NO_AUTOSTART_ENV)
     )
     client = client_for(autostart)
     method = getattr(client, args.verb.replace("-", "_"))
-    _print(method(**request))
+    try:
+        response = method(**request)
+    except ParamValidationError as exc:  # botocore's refusal before sending: the AWS CLI exits 252 for it
+        raise UsageError(str(exc)) from None
+    _print(response)
     return 0
 
 
