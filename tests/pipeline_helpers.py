@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,29 @@ needs_tools = pytest.mark.skipif(
 )
 
 
+def failing_bwa(folder: Path, sample: str) -> dict[str, str]:
+    """An environment whose ``bwa`` fails for one sample's reads, as bwa fails on reads it cannot pair (input
+    checks refuse every bad input before compute, so a tool failing mid-run needs a tool that fails)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    real = shutil.which("bwa")
+    fake = folder / "bwa"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *SM:{sample}*) echo "[mem_sam_pe] paired reads have different names" >&2; exit 1 ;; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
 def run_pipeline(
-    sheet: Path | str, fasta: Path | str, outdir: Path | str, work: Path, *extra: str, expect: int | None = 0
+    sheet: Path | str,
+    fasta: Path | str,
+    outdir: Path | str,
+    work: Path,
+    *extra: str,
+    expect: int | None = 0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [
@@ -49,6 +71,7 @@ def run_pipeline(
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     if expect is not None:
         assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"

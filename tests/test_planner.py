@@ -172,7 +172,7 @@ def test_mosdepth_reads_each_sample_s_final_bam_for_multiqc() -> None:
     assert command(tasks["mosdepth:S1"]) == "mosdepth --threads {threads} --no-per-base {out}/S1 {in:markdup:S1}/S1.bam"
     assert tasks["mosdepth:S1"].image == "mosdepth" and tasks["mosdepth:S1"].tools == ["mosdepth"]
     assert published(graph)["S2/mosdepth/S2.mosdepth.summary.txt"] == "mosdepth:S2:S2.mosdepth.summary.txt"
-    assert "{in:mosdepth:S1}/S1.mosdepth.global.dist.txt" in command(tasks["multiqc"])
+    assert "{in:mosdepth:S1}/S1.mosdepth.global.dist.txt" in tasks["multiqc"].lists[".reports.txt"]
     assert "mosdepth" not in per_step(plan()[0]), "optional: only with --tools"
 
 
@@ -192,7 +192,7 @@ def test_fastp_trims_before_alignment_and_its_json_goes_to_multiqc() -> None:
         "batch_bases": 10_000_000,
     }
     assert "{out}/.chunk_R1.fastq {out}/.chunk_R2.fastq" in command(align)
-    assert "{in:fastp:S1:1}/S1_1.fastp.json" in command(tasks["multiqc"])
+    assert "{in:fastp:S1:1}/S1_1.fastp.json" in tasks["multiqc"].lists[".reports.txt"]
     assert tasks["fastqc:S1:1:S1_L1_R1.fq.gz"].files == [DATA / "S1_L1_R1.fq.gz"], "FastQC reads the raw reads"
     assert published(graph)["S2/fastp/S2_1.fastp.json"] == "fastp:S2:1:S2_1.fastp.json"
 
@@ -239,7 +239,8 @@ def test_joint_and_skip_tools() -> None:
     assert "fastqc" not in per_step(graph) and per_step(summary) == {"joint": 1}
     joint = by_name(summary)["joint"]
     assert joint.upstream == ["merge:S1", "merge:S2", "reference"]
-    assert "-Ou {in:merge:S1}/S1.bam {in:merge:S2}/S2.bam" in command(joint)
+    assert "-Ou --bam-list {out}/.bams.txt" in command(joint)
+    assert joint.lists == {".bams.txt": ["{in:merge:S1}/S1.bam", "{in:merge:S2}/S2.bam"]}
     assert published(summary)["joint/joint.vcf.gz.tbi"] == "joint:joint.vcf.gz.tbi"
 
 
@@ -308,3 +309,31 @@ def test_a_bad_params_file_names_the_line_and_the_fix(tmp_path: Path) -> None:
     assert f"{params}:2: unknown option 'max_cpu'" in text and "did you mean 'max_cpus'?" in text
     assert f"{params}:3: ploidy: ploidy 3 is not supported" in text
     assert f"{params}:4: markdup must be true or false" in text
+
+
+def test_no_command_grows_with_ten_thousand_samples() -> None:
+    """10,000 samples, joint calling too: no task's command, resolved as the job runner gets it, passes
+    128 KiB (Linux refuses 2 MB of arguments; MultiQC and joint calling read their files from a list)."""
+    from genobatch.executors.task import runner_spec
+
+    samples = [sample(f"S{i:05d}") for i in range(10_000)]
+    graph, summary = plan(tools=["joint"], samples=samples, reads=10)
+    tasks = graph.tasks + summary.tasks
+    keys = {t.name: f"{i:032x}" for i, t in enumerate(tasks)}
+    for task in tasks:
+        task.key = keys[task.name]
+    longest = max(
+        (
+            sum(
+                len(word) + 1
+                for pipe in runner_spec(t, Path("/work/cache"), keys)["pipes"]
+                for argv in pipe["argv"]
+                for word in argv
+            ),
+            t.name,
+        )
+        for t in tasks
+    )
+    assert longest[0] < 128 * 1024, longest
+    multiqc = next(t for t in summary.tasks if t.step == "multiqc")
+    assert len(multiqc.lists[".reports.txt"]) > 40_000  # every sample's reports, in its file list

@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import shlex
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from genobatch.pipeline.yamlfile import load
 from genobatch.problems import InputError, Problem
 
 EXIT_BAD_INPUT = 2
+REGIONS_FIX = "give the number of variant-calling regions, or 0 for one per Mb (at most 8)"
+EXIT_FAULT = 1  # the run stopped for a reason of the machine (a full disk): what finished is kept
 PARAMS_FILE = ("-params-file", "--params-file")
 
 
@@ -230,8 +233,7 @@ def options(args: argparse.Namespace) -> Options:
 
 def run(args: argparse.Namespace) -> int:
     if args.regions < 0:
-        print("genobatch: error: --regions must be >= 0", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(InputError([Problem(Path("--regions"), None, "--regions must be >= 0", REGIONS_FIX)]))
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or kill's TERM: stop as Ctrl-C does, report first
     try:
         return Run(options(args)).execute()
@@ -240,10 +242,29 @@ def run(args: argparse.Namespace) -> int:
     except ClientException as exc:  # e.g. --max-cpus above what this machine has
         print(f"genobatch: error: {exc}; nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `genobatch run --dry-run | head`: main() leaves quietly
+        raise
+    except (OSError, sqlite3.Error) as exc:  # the machine's fault, not the input's: a full disk, a read-only mount
+        return environment_fault(exc, args.work_dir)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def environment_fault(exc: BaseException, work: Path) -> int:
+    """One line for what went wrong around the run, what is kept and how to go on: no traceback."""
+    if isinstance(exc, OSError):
+        cause = exc.strerror or str(exc)
+        cause += f": {exc.filename}" if exc.filename else ""
+    else:
+        cause = str(exc)
+    print(
+        f"genobatch: error: {cause}. Finished tasks are kept in {work.resolve() / 'cache'}; "
+        "fix this (e.g. free disk space) and run the same command again to resume.",
+        file=sys.stderr,
+    )
+    return EXIT_FAULT
 
 
 def bad_input(exc: InputError) -> int:

@@ -41,6 +41,7 @@ class Executor(ABC):
         self.context = context
         self.runtime = context.runtime
         self.published = PublishedIndex(context.work / "published.json")  # what is in the outdir, from where
+        self.damaged: dict[str, str] = {}  # key -> why its cached output was not reused (see is_cached)
 
     def prices(self) -> dict[str, tuple[float, float, float]]:
         """Instance family -> (on-demand, spot low, spot high) USD per vCPU-hour; none on a machine of yours."""
@@ -51,7 +52,9 @@ class Executor(ABC):
         return None
 
     @abstractmethod
-    def is_cached(self, key: str) -> bool: ...
+    def is_cached(self, key: str) -> bool:
+        """Whether the task's output is there, complete and unchanged: a damaged one is recorded in ``damaged``
+        (key -> why) and its task runs again."""
 
     def workdir(self, key: str) -> str:
         """Where a task's files are (the trace's ``workdir``)."""

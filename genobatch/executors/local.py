@@ -3,11 +3,14 @@ files are in the work directory (``LocalExecutor``). ``--executor local`` (the d
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import shutil
+import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,20 +19,21 @@ from genobatch.batch.client import BatchClient
 from genobatch.batch.daemon import engine_pid
 from genobatch.batch.engine import Engine
 from genobatch.batch.engine import Settings as EngineSettings
-from genobatch.batch.errors import EngineLockedError
+from genobatch.batch.errors import EngineFailed, EngineLockedError
+from genobatch.batch.faults import as_fault
 from genobatch.batch.jobs import abandon_open_jobs
 from genobatch.batch.model import ExitReason, JobStatus
 from genobatch.batch.registry import DEFAULT_JOB_QUEUE
 from genobatch.batch.runtime import Runtime
-from genobatch.batch.store import Store
+from genobatch.batch.store import Store, resolve_state_dir
 from genobatch.batch.views import MAX_DESCRIBE
 from genobatch.problems import InputError, Problem
 from genobatch.storage import s3 as storage
 
-from . import shellrunner
+from . import integrity, shellrunner
 from .base import Executor, RunContext, task_file_name
 from .contract import AttemptState, Backend, Capabilities, JobSpec, JobState
-from .publish import local_state, publish_file
+from .publish import inside, local_state, publish_file
 from .task import Task, cache_path, runner_spec, task_dir
 
 
@@ -127,22 +131,56 @@ class LocalBackend(Backend):
         settings: EngineSettings | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        self.client = BatchClient(state_dir, autostart_engine=engine == "background")
         self.queue = queue
         self._definitions: dict[str, str] = {}
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None  # why the engine thread ended, if it did
+        self._closing = False
         if engine == "thread":
-            holder = self.client.engine_pid()
+            state = resolve_state_dir(state_dir)
+            holder = engine_pid(state)
             if holder is not None:
-                raise EngineLockedError(
-                    f"an engine (pid {holder}) already runs {self.client.state_dir}; use engine='none'"
-                )
-            self._engine = Engine(self.client.state_dir, runtime=runtime, settings=settings)
-            self._thread = threading.Thread(target=self._engine.run, name="genobatch-engine", daemon=True)
+                raise EngineLockedError(f"an engine (pid {holder}) already runs {state}; use engine='none'")
+            # Before the client: the engine checks the database and may set a damaged one aside.
+            self._engine = Engine(state, runtime=runtime, settings=settings)
+        self.client = BatchClient(state_dir, autostart_engine=engine == "background")
+        if self._engine is not None:
+            self._thread = threading.Thread(target=self._run_engine, name="genobatch-engine", daemon=True)
             self._thread.start()
 
+    def _run_engine(self) -> None:
+        assert self._engine is not None
+        try:
+            self._engine.run()
+        except BaseException as exc:  # the engine has logged it and killed its attempts; submit and poll raise it
+            self._failure = exc
+
+    @contextlib.contextmanager
+    def _engine_working(self) -> Iterator[None]:
+        """Raise ``EngineFailed`` once the engine thread has ended (else a run would wait forever for its jobs), or
+        when the state database fails this caller too (a full disk)."""
+        if self._thread is not None and not self._thread.is_alive() and not self._closing:
+            failure = self._failure
+            if isinstance(failure, EngineFailed):
+                raise failure
+            why = f" ({type(failure).__name__}: {failure})" if failure else ""
+            fix = "see the error logged above, then start again"
+            raise EngineFailed(0, f"the engine of {self.client.state_dir} stopped unexpectedly{why}", fix, "")
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            self.client.store.note_damage(exc)
+            fault = as_fault(exc, self.client.store.db_path, EngineFailed)
+            if fault is None:
+                raise
+            raise fault from exc
+
     def submit(self, spec: JobSpec) -> str:
+        with self._engine_working():
+            return self._submit(spec)
+
+    def _submit(self, spec: JobSpec) -> str:
         definition = definition_request(spec)
         name = definition["jobDefinitionName"]
         if name not in self._definitions:
@@ -158,9 +196,10 @@ class LocalBackend(Backend):
 
     def poll(self, job_ids: Sequence[str]) -> list[JobState]:
         states: list[JobState] = []
-        for start in range(0, len(job_ids), MAX_DESCRIBE):
-            details = self.client.describe_jobs(list(job_ids[start : start + MAX_DESCRIBE]))["jobs"]
-            states.extend(state_from_detail(detail) for detail in details)
+        with self._engine_working():
+            for start in range(0, len(job_ids), MAX_DESCRIBE):
+                details = self.client.describe_jobs(list(job_ids[start : start + MAX_DESCRIBE]))["jobs"]
+                states.extend(state_from_detail(detail) for detail in details)
         return states
 
     def cancel(self, job_ids: Sequence[str], reason: str) -> None:
@@ -170,6 +209,7 @@ class LocalBackend(Backend):
             self._engine.wake()
 
     def close(self) -> None:
+        self._closing = True
         if self._engine is not None and self._thread is not None:
             self._engine.request_stop(drain=False)
             self._thread.join(timeout=30)
@@ -186,9 +226,26 @@ class LocalExecutor(Executor):
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
         self.work, self.cache = context.work, context.work / "cache"
+        self._verified: dict[str, int] = {}  # key -> inode of the output directory checked this run
 
     def is_cached(self, key: str) -> bool:
-        return cache_path(self.cache, key).is_dir()
+        """Done, and still what its task wrote (``integrity``); a damaged output is set aside, and its task runs
+        again (``damaged`` says why, for the run to tell)."""
+        output = cache_path(self.cache, key)
+        try:
+            identity = output.stat().st_ino
+        except OSError:
+            return False
+        if self._verified.get(key) == identity:
+            return True
+        try:
+            integrity.verify_output(output)
+        except integrity.OutputChanged as exc:
+            aside = integrity.set_aside(output)
+            self.damaged[key] = f"{exc}; set aside as {aside}"
+            return False
+        self._verified[key] = identity
+        return True
 
     def workdir(self, key: str) -> str:
         return str(task_dir(self.cache, key))
@@ -208,17 +265,17 @@ class LocalExecutor(Executor):
                 (storage.upload_dir if (entry / name).is_dir() else storage.upload)(s3, entry / name, target)
                 self.published.record(target, source, storage.state(s3, target))
             else:
-                path = Path(outdir) / rel
+                path = inside(Path(outdir), rel)
                 if self.published.unchanged(str(path), source, local_state(path)):
                     continue
-                publish_file(entry / name, path)
+                publish_file(entry / name, path, functools.partial(integrity.verify_copy, entry, name=name))
                 self.published.record(str(path), source, local_state(path))
             copied += 1
         return copied
 
     def job_spec(self, name: str, tasks: list[Task], keys: dict[str, str], **fields: Any) -> JobSpec:
         specs = [runner_spec(task, self.cache, keys) for task in tasks]
-        task_file = self.work / "tasks" / task_file_name(name, specs)
+        task_file = inside(self.work / "tasks", task_file_name(name, specs))  # a job name never leaves it
         task_file.parent.mkdir(parents=True, exist_ok=True)
         task_file.write_text(json.dumps(specs, indent=1))
         if self.runtime.foreign(tasks[0]):  # an image without genobatch's runner: a bash script runs it

@@ -10,11 +10,28 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+Verify = Callable[[Path, str], None]  # (a copied file, its path under the source, "" for a file) -> raises if changed
 
-def publish_file(source: Path, destination: Path) -> None:
-    """A file, or a folder (MultiQC's data), copied beside ``destination`` and then renamed into place."""
+
+def inside(root: Path, relative: str) -> Path:
+    """``root / relative``, proven to stay under ``root`` once normalised; ValueError otherwise. Every path
+    genobatch writes under the outdir or the work directory is made with this."""
+    clean = os.path.normpath(relative)
+    if not relative or os.path.isabs(clean) or clean == "." or clean == ".." or clean.startswith("../"):
+        raise ValueError(f"{relative!r} is not a path inside {root}")
+    return root / clean
+
+
+def _accept(copy: Path, under: str) -> None:
+    """No check asked for."""
+
+
+def publish_file(source: Path, destination: Path, verify: Verify = _accept) -> None:
+    """A file, or a folder (MultiQC's data), copied beside ``destination``, each copied file checked by ``verify``,
+    and then renamed into place: a failed check leaves the destination as it was."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(f".{destination.name}.genobatch-partial")
     old = destination.with_name(f".{destination.name}.genobatch-old")
@@ -22,11 +39,16 @@ def publish_file(source: Path, destination: Path) -> None:
         if source.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)
             shutil.copytree(source, temporary)
+            for copy in [p for p in temporary.rglob("*") if p.is_file()]:
+                verify(copy, str(copy.relative_to(temporary)))
             if destination.is_dir():  # a folder cannot replace a folder in one rename: move the old one aside
                 os.replace(destination, old)
         else:
             shutil.copyfile(source, temporary)
+            verify(temporary, "")
         os.replace(temporary, destination)
+    except OSError as exc:  # say which side failed: a full outdir is not a damaged cache
+        raise OSError(exc.errno, f"{exc.strerror} (publishing {source.name})", str(destination)) from exc
     finally:
         for leftover in (temporary, old):
             if leftover.is_dir():

@@ -4,10 +4,12 @@ TASKS.json holds a list of task specs; an array job's child runs the one at ``AW
 (a plain job runs the only one). The runner:
 
 1. writes into ``<target>.partial-<job>-<attempt>`` (``{out}`` in the commands),
-2. does the task's ``builtin`` first, if it has one (cutting its chunk of a lane's reads: ``chunks.cut``),
+2. writes the task's ``lists`` (files of input paths, one per line), does its ``builtin`` first, if it has
+   one (cutting its chunk of a lane's reads: ``chunks.cut``),
    then runs each pipe with no shell; a pipe fails if any of its processes fails (like ``set -o pipefail``),
-3. checks the declared outputs exist, then renames the directory to ``<target>``: a task's outputs appear
-   whole, at once, or not at all,
+3. checks the declared outputs exist, records each output file's size, mtime and SHA-256 in ``.task.json``
+   (``manifest``: what the cache verifies before reusing or publishing it), then renames the directory to
+   ``<target>``: a task's outputs appear whole, at once, or not at all,
 4. on failure, exits non-zero with the failing command and the tail of its stderr on stderr,
 5. writes its CPU time and peak memory to ``$GENOBATCH_USAGE_FILE`` if set (a container runtime reads it).
 
@@ -21,6 +23,7 @@ Besides boto3 for S3 (imported only then) it uses only the standard library: the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from genobatch.executors import chunks
+from genobatch.storage.s3 import DONE_MARKER  # the task's spec, run time and output manifest: written last
 
 STDERR_TAIL_LINES = 20
 
@@ -103,6 +107,8 @@ def run_task(spec: dict[str, Any]) -> None:
     partial.mkdir(parents=True)
     started = time.time()
     try:
+        for name, lines in (spec.get("lists") or {}).items():  # files of paths: no command line grows with them
+            (partial / name).write_text("".join(f"{line}\n" for line in lines))
         builtin = spec.get("builtin") or {}
         if builtin:
             BUILTINS[builtin["op"]](builtin, partial)
@@ -113,7 +119,8 @@ def run_task(spec: dict[str, Any]) -> None:
         missing = [name for name in spec["outputs"] if not (partial / name).exists()]
         if missing:
             raise TaskFailed(f"finished without writing {', '.join(missing)}")
-        (partial / ".task.json").write_text(json.dumps({**spec, "seconds": round(time.time() - started, 3)}))
+        done = {**spec, "seconds": round(time.time() - started, 3), "files": manifest(partial)}
+        (partial / DONE_MARKER).write_text(json.dumps(done))
         try:
             partial.rename(target)
         except OSError:
@@ -123,6 +130,27 @@ def run_task(spec: dict[str, Any]) -> None:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` (relative path -> size, mtime and SHA-256): how a later run proves a cached
+    output is still what the task wrote."""
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        if path.parent == folder and path.name == DONE_MARKER:
+            continue
+        st = path.stat()
+        files[str(path.relative_to(folder))] = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": file_sha256(path),
+        }
+    return files
 
 
 def write_usage(path: str) -> None:

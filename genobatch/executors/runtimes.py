@@ -75,10 +75,14 @@ class RunRuntime:
             return []
         writable = {str(task_dir(cache, task.key)) for task in tasks}
         readable = {str(task_file), *([str(task_file.with_suffix(".sh"))] if self.foreign(tasks[0]) else [])}
-        for task in tasks:
-            readable |= {str(cache_path(cache, keys[up])) for up in task.upstream}
-            readable |= {str(path.resolve()) for path in task.files}
+        outputs = {str(cache_path(cache, keys[up])) for task in tasks for up in task.upstream}
+        if len(outputs) > MAX_OUTPUT_MOUNTS:  # MultiQC over 10,000 samples: one mount, not an argv of 6 MB
+            outputs = {str(cache)}
+        readable |= outputs | {str(path.resolve()) for task in tasks for path in task.files}
         return [Mount(p, p, False) for p in sorted(writable)] + [Mount(p, p, True) for p in sorted(readable)]
+
+
+MAX_OUTPUT_MOUNTS = 64  # above it, a job sees the whole cache read-only rather than one mount per input task
 
 
 def choose(choice: str, needs: Needs) -> RunRuntime:

@@ -28,6 +28,9 @@ def _task(spec: dict[str, Any]) -> list[str]:
         'rm -rf "$partial" && mkdir -p "$partial" && cd "$partial" || exit 1',
         "trap 'rm -rf \"$partial\"' EXIT",
     ]
+    for name, entries in (spec.get("lists") or {}).items():  # printf is bash's own: no argument-size limit
+        words = " ".join(_word(e) for e in entries)
+        lines.append(f"printf '%s\\n' {words} > {_word(name)}" if entries else f": > {_word(name)}")
     for pipe in spec["pipes"]:
         command = " | ".join(" ".join(_word(w) for w in argv) for argv in pipe["argv"])
         if pipe.get("stdout"):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genobatch.batch.model import MIN_MEMORY_MIB
 from genobatch.executors.task import HOST
 from genobatch.problems import InputError, Problem
 
@@ -29,7 +30,7 @@ REQUIRED += ["rate", "colour"]
 OPTIONAL = ["optional", "label", "after", "gathers", "intermediate"]
 OUTPUT_KEYS = ["path", "type", "index", "publish", "multiqc"]
 SCATTER_KEYS = ["by", "padding", "batch_bases"]
-RESOURCE_KEYS = ["cpus", "memory"]
+RESOURCE_KEYS = ["cpus", "memory", "min_memory"]  # min_memory: below it the tool cannot run at all
 EXAMPLES = {
     "name": "name: mystep",
     "description": "description: what the step does, in one sentence",
@@ -70,6 +71,7 @@ class Step:
     tools: dict[str, str]  # tool -> the command that prints its version (the version is part of every cache key)
     cpus: int | None  # None: "auto", from how many tasks share the machine
     memory_mib: int
+    min_memory_mib: int  # the least the tool runs in (a JVM's fixed needs): a smaller --max-memory is refused
     rate: float  # vCPU-seconds per MB of a sample's FASTQ (per task for steps of no sample): --dry-run estimates
     colour: str  # in the report's timeline
     optional: bool = False  # runs only when selected with --tools
@@ -132,7 +134,7 @@ class _Checker:
         d = self.data
         name = self.text("name", NAME, "a lower-case name: letters, digits and '_', starting with a letter")
         scatter, padding, batch_bases = self.scatter()
-        cpus, memory = self.resources()
+        cpus, memory, least = self.resources()
         commands = d["command"] if isinstance(d["command"], list) else [d["command"]]
         if not commands or not all(isinstance(c, str) and c.strip() for c in commands):
             self.bad("command", "command must be a text or a list of texts", f"write  {EXAMPLES['command']}")
@@ -148,6 +150,7 @@ class _Checker:
             tools=self.tools(),
             cpus=cpus,
             memory_mib=memory,
+            min_memory_mib=least,
             rate=self.number("rate"),
             colour=self.text("colour", COLOUR, 'a colour as "#rrggbb", quoted'),
             optional=self.flag("optional"),
@@ -220,11 +223,12 @@ class _Checker:
         self.bad("tools", "tools must be a list of tool names, or tool: version command", f"write  {EXAMPLES['tools']}")
         return {}
 
-    def resources(self) -> tuple[int | None, int]:
+    def resources(self) -> tuple[int | None, int, int]:
+        """cpus (None: auto), memory and the least memory the tool can run in (MiB)."""
         value = self.data["resources"]
         if not isinstance(value, Located) or "cpus" not in value or "memory" not in value:
             self.bad("resources", "resources need cpus and memory", f"write  {EXAMPLES['resources']}")
-            return 1, 1024
+            return 1, 1024, MIN_MEMORY_MIB
         self.problems.extend(unknown_keys(value, RESOURCE_KEYS, self.path, "resources"))
         cpus = value["cpus"]
         if cpus != "auto" and (not isinstance(cpus, int) or cpus < 1):
@@ -232,12 +236,15 @@ class _Checker:
                 "resources", f"cpus {cpus!r} is not valid", "a whole number of vCPUs, or auto", value.line_of("cpus")
             )
             cpus = 1
+        memory, least = 1024, MIN_MEMORY_MIB
         try:
             memory = memory_mib(value["memory"])
+            least = memory_mib(value.get("min_memory", MIN_MEMORY_MIB))
         except ValueError as exc:
             self.bad("resources", str(exc), "e.g. memory: 2 GB", value.line_of("memory"))
-            memory = 1024
-        return (None if cpus == "auto" else cpus), memory
+        if least > memory:
+            self.bad("resources", "min_memory is more than memory", "min_memory: the least the tool runs in")
+        return (None if cpus == "auto" else cpus), memory, least
 
     def number(self, key: str) -> float:
         value = self.data[key]

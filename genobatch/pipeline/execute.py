@@ -33,7 +33,7 @@ from genobatch.report.html import RunSummary, write_report
 from genobatch.report.trace import RAN, TraceFile, TraceRow, root_failures
 from genobatch.storage import s3 as storage
 
-from . import estimate
+from . import estimate, preflight
 from .declarations import Step
 from .describe import describe_plan, explain
 from .driver import Driver
@@ -97,11 +97,11 @@ class Run:
         settings = load_settings(self.o.settings, library.steps) if self.o.settings else {}
         localiser = Localiser(self.work, self.o.endpoint_url)  # s3:// inputs: local copies, fetched once
         sheet, reference = localiser.sheet(self.o.input), localiser.fasta(self.o.fasta)
-        samples, problems = parse_sample_sheet(sheet)
-        known = self.facts.get(reference, "fasta") if reference.is_file() else None
-        fasta = FastaFacts([tuple(c) for c in known]) if known else check_fasta(reference)
-        self.facts.put(reference, "fasta", fasta.contigs)
-        counts = check_inputs(sheet, samples, self.facts, problems)
+        problems = preflight.check_places(str(self.o.outdir), self.work)
+        problems += preflight.check_resources(steps, self.o.max_memory_mib, settings)
+        samples, sheet_problems = parse_sample_sheet(sheet)
+        fasta = self._reference(reference, problems)
+        counts = check_inputs(sheet, samples, self.facts, problems + sheet_problems)
         self.runtime = runtimes.choose(self.o.runtime, needs(steps, library.image_names))
         self._executor = self._open_executor(self.runtime)
         refused = [(step, self.executor.refuse_image(step.image)) for step in steps]
@@ -120,6 +120,16 @@ class Run:
             files = [f for lane in sample.lanes for f in (lane.fastq_1, lane.fastq_2) if f is not None]
             plan.sample_mb[sample.name] = sum(f.stat().st_size for f in files) / 1e6
         return plan
+
+    def _reference(self, reference: Path, problems: list[Problem]) -> FastaFacts:
+        """The reference's contigs (remembered per file); its problems join ``problems``."""
+        try:
+            fasta = check_fasta(reference, self.facts)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            return FastaFacts([])
+        problems.extend(preflight.check_regions(self.o.params.regions, fasta.contigs, reference))
+        return fasta
 
     def _check_extras(self) -> None:
         """s3:// paths need boto3, an optional extra: say so before anything is read."""
@@ -188,6 +198,7 @@ class Run:
         self.last_plan = plan
         preview = plan.copy()  # with the tasks over all samples, as if every sample succeeds
         self.workflow(preview).add_summary({s for t in plan.tasks if (s := t.sample) is not None})
+        self._tell_damaged(preview.tasks)
         assert self.runtime is not None
         print(f"Runtime: {self.runtime.describe()}")
         if self.o.explain:
@@ -202,6 +213,13 @@ class Run:
             print(f"Nothing to run: every output of the {len(preview.tasks)} tasks is cached or not needed.")
         live = self.o.live_progress if preview.needed else False  # no empty live table when all is cached
         return self._run(plan, started, live)
+
+    def _tell_damaged(self, tasks: list[Task]) -> None:
+        """Cached outputs found changed since their task wrote them (they run again): say which and why."""
+        names = {t.key: t.name for t in tasks}
+        for key, why in self.executor.damaged.items():
+            print(f"Cache: {names.get(key, key)} runs again: {why}", file=sys.stderr)
+        self.executor.damaged.clear()
 
     def _run(self, plan: Plan, started: float, live: bool | None) -> int:
         """Run the plan's waves; the trace grows as attempts end, and the report and the run's record are
@@ -224,9 +242,16 @@ class Run:
             status = "failed" if self.errors else "succeeded"
         except KeyboardInterrupt:
             status = "interrupted"
-        finally:
+        except BaseException:  # e.g. a full disk: report what can be, then let the caller say why it stopped
             self.errors = workflow.errors
-            self._write_info(workflow.plan, record, status)
+            try:
+                self._write_info(workflow.plan, record, "failed")
+            except OSError as exc:
+                where = f": {exc.filename}" if exc.filename else ""
+                print(f"genobatch: could not write the report: {exc.strerror or exc}{where}", file=sys.stderr)
+            raise
+        self.errors = workflow.errors
+        self._write_info(workflow.plan, record, status)
         if status == "interrupted":
             kept = sum(1 for row in self.trace if row.status == "COMPLETED")
             print(
@@ -252,6 +277,7 @@ class Run:
                         self.executor.remove(key)
 
                 while (todo := workflow.next_tasks()) is not None:  # the samples' wave, then the summary's
+                    self._tell_damaged(workflow.plan.tasks)
                     driver.run(todo, workflow.plan.tasks, workflow.plan.cached, on_end)
         finally:
             self.recoveries = backend.recoveries()

@@ -1,33 +1,48 @@
 """Input checks that run before any compute: the sample sheet, the FASTQ files, the reference.
 
-Every problem is reported as ``file:line: what is wrong`` plus how to fix it, all at once, so a user fixes
-a sheet in one go. Results for unchanged files (same path, size, mtime, inode) are remembered in the work
-directory, so a resumed run does not read every FASTQ again.
+Every problem is reported as ``file:line: what is wrong`` plus how to fix it, all at once (the sheet, the
+reference and every FASTQ), so a user fixes them in one go. Files are checked whole, each read once
+(``input_fastq``, ``input_fasta``); results for unchanged files (same path, size, mtime, inode) are remembered
+in the work directory with their SHA-256, so a resumed run does not read them again.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import re
-import zlib
-from collections.abc import Iterator
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genobatch.executors.chunks import open_reads
 from genobatch.problems import InputError, Problem
 
-SAMPLE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+from .input_fasta import BadFasta, check_fasta_file
+from .input_fasta import FastaFacts as FastaFacts  # re-exported: the run's planning uses it
+from .input_fastq import BadFastq, FastqFacts, check_fastq_file, name_problem, names_in_order
+from .input_stream import GZIP_MAGIC, Unreadable, other_format
+
+# A sample name becomes part of file and job names (<sample>.freebayes.vcf.gz.tbi, fastp's
+# <sample>_<lane>.fastp.html, the job name "<step>:<sample>..." that AWS Batch cuts at 128 characters):
+# letters, digits, '.', '_', '-', a letter or digit first (no "..", ".", hidden files), at most 64 characters.
+SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 READ_GROUP_VALUE = re.compile(r"^[A-Za-z0-9._:+-]*$")  # what a read group field may hold here
 HEADER = ["sample", "fastq_1", "fastq_2"]  # the columns a sheet must have, in any order
 READ_GROUP_COLUMNS = ("lane", "library", "platform")  # optional, as nf-core/sarek's sheets have them
-RECORDS_CHECKED = 1000  # records whose syntax and R1/R2 names are checked; counts are always complete
-FASTQ_SEQUENCE = re.compile(rb"^[ACGTNacgtn.]*$")
-FASTA_SEQUENCE = re.compile(rb"^[A-Za-z*\-.]*$")
+SHEET_LAYOUT = "use the nf-core layout: sample,fastq_1,fastq_2 (fastq_2 empty for single-end; lane, library and "
+SHEET_LAYOUT += "platform optional)"
+SAVE_AS_CSV = "save it as CSV UTF-8 (comma-separated) and give that file"
+FASTQ_FACTS = "fastq.v2"  # the kind of fact a FASTQ's check leaves in inputs.json (v2: whole-file checks)
+FASTA_FACTS = "fasta.v2"  # the reference's (v2: with the faidx, contig name and nucleotide rules)
+PARALLEL_CHECK_BYTES = 64 << 20  # below this, starting worker processes costs more than it saves
+MAX_CHECK_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -50,38 +65,81 @@ class Sample:
         return self.lanes[0].fastq_2 is not None
 
 
-def read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """The sheet's header and its rows (line number, column -> value): comma- or tab-separated, UTF-8 with or
-    without a BOM (as Excel saves CSV). InputError if it cannot be read or lacks a required column."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise InputError([Problem(path, None, f"cannot read the sample sheet: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError([Problem(path, line, "the sample sheet is not UTF-8 text", "save it as UTF-8 CSV")]) from None
-    lines = text.splitlines()
+def read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[Problem]]:
+    """The sheet's header, its rows (line number, column -> value) and the problems of rows that cannot be
+    used: comma- or tab-separated text, UTF-8 with or without a BOM (as Excel saves CSV). InputError if the
+    sheet as a whole cannot be read."""
+    lines = _sheet_lines(path)
     delimiter = "\t" if lines and "\t" in lines[0] and "," not in lines[0] else ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    header = [c.strip() for c in rows[0]] if rows else []
+    reader = csv.reader(lines, delimiter=delimiter)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        message = f"this line cannot be read as CSV ({exc})"
+        fix = "each field is a sample name, a path or a read group value: look for a missing quote or pasted text"
+        raise InputError([Problem(path, reader.line_num, message, fix)]) from None
+    rows = [(number, row) for number, row in rows if any(cell.strip() for cell in row)]
+    header = [c.strip() for c in rows[0][1]] if rows else []
+    _check_header(path, header, rows[0][0] if rows else 1)
+    records, problems = [], []
+    for number, row in rows[1:]:
+        if any(cell.strip() for cell in row[len(header) :]):
+            message = f"this row has {len(row)} fields but the header {len(header)}"
+            fix = "remove the extra fields (a value with a comma in it must be in double quotes)"
+            problems.append(Problem(path, number, message, fix))
+            continue
+        records.append((number, {column: cell.strip() for column, cell in zip(header, row, strict=False)}))
+    return header, records, problems
+
+
+def _sheet_lines(path: Path) -> list[str]:
+    """The sheet's lines, or InputError saying why it is not a text file we can read."""
+    problem = file_problem(path, "the sample sheet")
+    if problem:
+        raise InputError([Problem(path, None, *problem)])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError([Problem(path, None, f"cannot read the sample sheet: {exc.strerror}", "check it")]) from None
+    what = other_format(data) or ("gzip-compressed" if data.startswith(GZIP_MAGIC) else "")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        what = "UTF-16 text (as Excel saves Unicode Text)"
+    elif not what and b"\0" in data:
+        what = "not a text file"
+    if what:
+        message = f"the sample sheet is {what}"
+        fix = "decompress it (gunzip) and give the CSV file" if what.startswith("gzip") else SAVE_AS_CSV
+        raise InputError([Problem(path, None, message, fix)])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError([Problem(path, line, "the sample sheet is not UTF-8 text", "save it as UTF-8 CSV")]) from None
+    return text.splitlines()
+
+
+def _check_header(path: Path, header: list[str], line: int) -> None:
+    if not header:
+        raise InputError([Problem(path, None, "the sample sheet is empty", SHEET_LAYOUT)])
     missing = [column for column in HEADER if column not in header]
     if missing:
-        fix = "use the nf-core layout: sample,fastq_1,fastq_2 (fastq_2 empty for single-end; lane, library and "
-        fix += "platform optional)"
-        raise InputError([Problem(path, 1, f"the header must have the columns {', '.join(HEADER)}", fix)])
-    records = [
-        (number, {column: cell.strip() for column, cell in zip(header, row, strict=False)})
-        for number, row in enumerate(rows[1:], start=2)
-        if any(cell.strip() for cell in row)
-    ]
-    return header, records
+        message = f"the header must have the columns {', '.join(HEADER)}"
+        if len(header) == 1 and ";" in header[0]:
+            message += " (this one is separated by ';': use commas or tabs)"
+        raise InputError([Problem(path, line, message, SHEET_LAYOUT)])
+    twice = [c for c in (*HEADER, *READ_GROUP_COLUMNS) if header.count(c) > 1]
+    if twice:
+        where = " and ".join(str(i + 1) for i, c in enumerate(header) if c == twice[0])
+        message = f"the column {twice[0]} appears more than once (columns {where})"
+        raise InputError([Problem(path, line, message, "give each column once")])
 
 
 def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
     """Parse an nf-core sample sheet (``sample,fastq_1,fastq_2``; rows of one sample are its lanes): the usable
     samples, and the problems of the other rows (so that the files of good rows are checked too)."""
-    _, rows = read_sheet(path)
-    problems: list[Problem] = []
+    _, rows, problems = read_sheet(path)
     samples: dict[str, Sample] = {}
     lowered: dict[str, str] = {}
     seen_rows: dict[tuple[str, Path, Path | None], int] = {}
@@ -123,8 +181,11 @@ def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
 
 def _name_problem(name: str, lowered: dict[str, str]) -> tuple[str, str]:
     """Why a sample name cannot be used (empty strings: it can)."""
-    if not SAMPLE_NAME.match(name):
-        return f"sample name {name!r} is not allowed", "use only letters, digits, '.', '_' and '-'"
+    if not name:
+        return "the sample name is empty", "give every row a sample name"
+    if not SAMPLE_NAME.fullmatch(name):
+        fix = "start it with a letter or digit, then use only letters, digits, '.', '_' and '-', at most 64 in all "
+        return f"sample name {name!r} is not allowed", fix + "(it becomes part of file names)"
     if lowered.setdefault(name.lower(), name) != name:
         return (
             f"sample {name!r} differs from {lowered[name.lower()]!r} only by case",
@@ -133,103 +194,72 @@ def _name_problem(name: str, lowered: dict[str, str]) -> tuple[str, str]:
     return "", ""
 
 
-# --- file contents ----------------------------------------------------------------------------------------
-def _lines(path: Path) -> Iterator[bytes]:
-    with open_reads(path) as handle:
-        for line in handle:
-            yield line.rstrip(b"\r\n")
-
-
-@dataclass
-class FastqFacts:
-    records: int
-    names: list[str]  # of the first RECORDS_CHECKED records, without /1 /2 suffixes
+# --- files ------------------------------------------------------------------------------------------------
+def file_problem(path: Path, what: str) -> tuple[str, str] | None:
+    """(what is wrong, fix) when ``path`` is not a readable, non-empty regular file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"{what} does not exist", "check the path"
+    except (OSError, ValueError) as exc:
+        return f"cannot read {what}: {getattr(exc, 'strerror', None) or exc}", "check the path"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{what} is a directory", "give the path of the file itself"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{what} is not a regular file (a pipe or a device?)", "give a file (inputs are read more than once)"
+    if not os.access(path, os.R_OK):
+        return f"{what} is not readable", "fix the file's permissions"
+    if st.st_size == 0:
+        return f"{what} is empty", "give the complete file"
+    return None
 
 
 def check_fastq(path: Path, sheet: Path, line: int) -> FastqFacts | Problem:
-    """Read the whole file: gzip integrity, FASTQ syntax (first records), and the record count."""
-
-    def problem(message: str, fix: str) -> Problem:
-        return Problem(sheet, line, f"{path}: {message}", fix)
-
-    if not path.is_file():
-        return problem("no such file", "check the path (relative paths start at the sample sheet's folder)")
-    if not os.access(path, os.R_OK):
-        return problem("not readable", "fix the file's permissions")
-    if path.stat().st_size == 0:
-        return problem("the file is empty", "give a FASTQ file with reads")
-    names: list[str] = []
-    count = 0
+    """Read the whole file once: gzip integrity and every read's syntax (``input_fastq``)."""
+    problem = file_problem(path, "the file")
+    if problem:
+        fix = "check the path (relative paths start at the sample sheet's folder)" if "exist" in problem[0] else ""
+        return Problem(sheet, line, f"{path}: {problem[0]}", fix or problem[1])
     try:
-        for number, text in enumerate(_lines(path)):
-            kind = number % 4
-            if count < RECORDS_CHECKED:
-                if kind == 0:
-                    if not text.startswith(b"@"):
-                        return problem(
-                            f"line {number + 1} should start a FASTQ record with '@'",
-                            "give a FASTQ file (4 lines per read: @name, bases, +, qualities)",
-                        )
-                    names.append(
-                        re.sub(r"/[12]$", "", text[1:].split()[0].decode(errors="replace")) if text[1:] else ""
-                    )
-                elif kind == 1 and not FASTQ_SEQUENCE.match(text):
-                    return problem(f"line {number + 1} is not a sequence of bases", "give a FASTQ file")
-                elif kind == 2 and not text.startswith(b"+"):
-                    return problem(f"line {number + 1} should be the '+' separator", "give a FASTQ file")
-            if kind == 3:
-                count += 1
-        if number % 4 != 3:
-            return problem("the file ends in the middle of a record (truncated?)", "give the complete FASTQ file")
-    except (OSError, EOFError, zlib.error) as exc:
-        return problem(f"cannot be decompressed ({exc})", "the gzip file is corrupt or truncated: copy it again")
-    return FastqFacts(count, names)
+        return check_fastq_file(path)
+    except BadFastq as exc:
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        return Problem(sheet, line, f"{where}: {exc.message}", exc.fix)
+    except Unreadable as exc:
+        return Problem(sheet, line, f"{path}: {exc.message}", exc.fix)
+    except OSError as exc:
+        return Problem(sheet, line, f"{path}: cannot be read ({exc.strerror})", "check the file")
 
 
-@dataclass
-class FastaFacts:
-    contigs: list[tuple[str, int]]  # (name, length), in file order
+def check_fasta(path: Path, facts: FileFacts | None = None) -> FastaFacts:
+    """The reference's contigs, read once (``input_fasta``); InputError when it is not a usable reference."""
+    result = check_reference(path, facts)
+    if isinstance(result, Problem):
+        raise InputError([result])
+    return result
 
 
-def check_fasta(path: Path) -> FastaFacts:
-    def fail(line: int | None, message: str, fix: str) -> InputError:
-        return InputError([Problem(path, line, message, fix)])
-
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise fail(None, "no such readable file", "give the reference FASTA (plain or gzip) with --fasta")
-    if path.stat().st_size == 0:
-        raise fail(None, "the reference is empty", "give a FASTA file")
-    contigs: list[tuple[str, int]] = []
-    first_line: dict[str, int] = {}
+def check_reference(path: Path, facts: FileFacts | None = None) -> FastaFacts | Problem:
+    """The reference's contigs (remembered in ``facts`` with its SHA-256), or its problem."""
+    fix_path = "give the reference FASTA (plain or gzip) with --fasta"
+    problem = file_problem(path, "the reference")
+    if problem:
+        return Problem(path, None, problem[0], fix_path if "directory" in problem[0] else problem[1])
+    known = facts.get(path, FASTA_FACTS) if facts else None
+    if known:
+        return FastaFacts([(str(name), int(length)) for name, length in known])
     try:
-        for number, text in enumerate(_lines(path), start=1):
-            if text.startswith(b">"):
-                name = text[1:].split()[0].decode(errors="replace") if text[1:].strip() else ""
-                if not name:
-                    raise fail(number, "a FASTA header without a name", "name every sequence: >name")
-                if name in first_line:
-                    raise fail(
-                        number,
-                        f"contig {name!r} appears twice (first on line {first_line[name]})",
-                        "give every sequence a unique name",
-                    )
-                first_line[name] = number
-                contigs.append((name, 0))
-            elif not contigs:
-                if text.strip():
-                    raise fail(number, "not a FASTA file: the first line must be a '>' header", "give a FASTA file")
-            elif not FASTA_SEQUENCE.match(text):
-                raise fail(number, "not a sequence line", "give a FASTA file of nucleotide sequences")
-            else:
-                contigs[-1] = (contigs[-1][0], contigs[-1][1] + len(text))
-    except (OSError, EOFError, zlib.error) as exc:
-        raise fail(None, f"cannot be decompressed ({exc})", "the gzip file is corrupt: copy it again") from None
-    if not contigs:
-        raise fail(None, "no sequences found", "give a FASTA file")
-    empty = [name for name, length in contigs if length == 0]
-    if empty:
-        raise fail(first_line[empty[0]], f"contig {empty[0]!r} has no sequence", "remove it or add its sequence")
-    return FastaFacts(contigs)
+        fasta = check_fasta_file(path)
+    except BadFasta as exc:
+        return Problem(path, exc.line, exc.message, exc.fix)
+    except Unreadable as exc:
+        return Problem(path, None, exc.message, exc.fix)
+    except OSError as exc:
+        return Problem(path, None, f"cannot read the reference ({exc.strerror})", "check the file")
+    if facts:
+        facts.put(path, FASTA_FACTS, fasta.contigs)
+        facts.put(path, "sha256", fasta.sha256)
+    return fasta
 
 
 # --- content identity -------------------------------------------------------------------------------------
@@ -270,43 +300,84 @@ class FileFacts:
 
 
 def check_inputs(sheet: Path, samples: list[Sample], facts: FileFacts, problems: list[Problem]) -> dict[Path, int]:
-    """Check every FASTQ (remembered per file); returns read counts. Raises InputError listing ``problems``
-    (found earlier, e.g. in the sample sheet) and all found here."""
+    """Check every FASTQ whole (remembered per file; a file listed twice is read once); returns read counts.
+    Raises InputError listing ``problems`` (found earlier, e.g. in the sample sheet) and all found here, after
+    saving ``facts``: a run refused for one bad file does not read the good ones again when it is rerun."""
     problems = list(problems)
+    lanes = [lane for sample in samples for lane in sample.lanes]
+    results = _check_files(sheet, [(f, lane.line) for lane in lanes for f in (lane.fastq_1, lane.fastq_2) if f], facts)
     counts: dict[Path, int] = {}
-    for sample in samples:
-        for lane in sample.lanes:
-            checked: list[FastqFacts] = []
-            for fastq in filter(None, (lane.fastq_1, lane.fastq_2)):
-                known = facts.get(fastq, "fastq") if fastq.is_file() else None
-                result = FastqFacts(**known) if known else check_fastq(fastq, sheet, lane.line)
-                if isinstance(result, Problem):
-                    problems.append(result)
-                    continue
-                facts.put(fastq, "fastq", {"records": result.records, "names": result.names})
-                counts[fastq] = result.records
-                checked.append(result)
-            if len(checked) == 2:
-                first, second = checked
-                if first.records != second.records:
-                    problems.append(
-                        Problem(
-                            sheet,
-                            lane.line,
-                            f"R1 has {first.records} reads but R2 has {second.records}",
-                            "give the two files of the same run and lane",
-                        )
-                    )
-                elif first.names != second.names:
-                    index = next(i for i, (a, b) in enumerate(zip(first.names, second.names, strict=False)) if a != b)
-                    problems.append(
-                        Problem(
-                            sheet,
-                            lane.line,
-                            f"read {index + 1} is {first.names[index]!r} in R1 but {second.names[index]!r} in R2",
-                            "give R1 and R2 files in the same order",
-                        )
-                    )
+    for lane in lanes:
+        checked: list[FastqFacts] = []
+        for fastq in filter(None, (lane.fastq_1, lane.fastq_2)):
+            result = results[fastq.resolve()]
+            if isinstance(result, Problem):
+                problems.append(dataclasses.replace(result, line=lane.line))
+                continue
+            counts[fastq] = result.records
+            checked.append(result)
+            named = name_problem(fastq)
+            if named:
+                problems.append(Problem(sheet, lane.line, f"{fastq}: {named[0]}", named[1]))
+        if len(checked) == 2:
+            problems += _pair_problems(sheet, lane, *checked)
     if problems:
+        with contextlib.suppress(OSError):  # the files found good need not be read again once the rest is fixed
+            facts.save()
         raise InputError(problems)
     return counts
+
+
+def _check_files(sheet: Path, files: list[tuple[Path, int]], facts: FileFacts) -> dict[Path, FastqFacts | Problem]:
+    """Each distinct file's facts (by resolved path) or problem: remembered ones are not read; the others are
+    read once each, in worker processes when there is enough to read (a check runs at one core's speed)."""
+    results: dict[Path, FastqFacts | Problem] = {}
+    todo: dict[Path, tuple[Path, int]] = {}
+    for fastq, line in files:
+        key = fastq.resolve()
+        if key in results or key in todo:
+            continue
+        known = FastqFacts.from_json(facts.get(fastq, FASTQ_FACTS)) if file_problem(fastq, "") is None else None
+        if known:
+            results[key] = known
+        else:
+            todo[key] = (fastq, line)
+    paths, lines = [f for f, _ in todo.values()], [line for _, line in todo.values()]
+    size = sum(fastq.stat().st_size for fastq in paths if file_problem(fastq, "") is None)
+    workers = min(len(paths), len(os.sched_getaffinity(0)), MAX_CHECK_WORKERS)
+    if workers > 1 and size >= PARALLEL_CHECK_BYTES:
+        spawn = multiprocessing.get_context("spawn")  # not fork: the parent may hold threads (S3 downloads)
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+            checked = list(pool.map(check_fastq, paths, [sheet] * len(paths), lines))
+    else:
+        checked = [check_fastq(fastq, sheet, line) for fastq, line in zip(paths, lines, strict=True)]
+    for key, fastq, result in zip(todo, paths, checked, strict=True):
+        results[key] = result
+        if isinstance(result, FastqFacts):
+            facts.put(fastq, FASTQ_FACTS, result.to_json())
+            facts.put(fastq, "sha256", result.sha256)
+    return results
+
+
+def _pair_problems(sheet: Path, lane: Lane, first: FastqFacts, second: FastqFacts) -> list[Problem]:
+    """An R1 and its R2 must hold the same reads in the same order (bwa stops at the first pair whose names
+    differ, mid-run), R1 first: a pair of mates in the wrong files gives BAMs whose first and second reads
+    are swapped, and a file given twice pairs every read with itself."""
+    assert lane.fastq_2 is not None
+    if first.records != second.records:
+        message = f"R1 has {first.records} reads but R2 has {second.records}"
+        return [Problem(sheet, lane.line, message, "give the two files of the same run and lane")]
+    if first.names != second.names:  # read both again (this once) to say where
+        pairs = zip(names_in_order(lane.fastq_1), names_in_order(lane.fastq_2), strict=False)
+        index, (one, two) = next(((i, p) for i, p in enumerate(pairs) if p[0] != p[1]), (-1, (b"@", b"@")))
+        shown = [name[1:].decode(errors="replace") for name in (one, two)]
+        where = f"read {index + 1} (line {index * 4 + 1}) is {shown[0]!r} in R1 but {shown[1]!r} in R2"
+        message = where if index >= 0 else "the read names of R1 and R2 differ"
+        return [Problem(sheet, lane.line, message, "give R1 and R2 files in the same order")]
+    if (first.mate, second.mate) == (2, 1):
+        message = "fastq_1's reads say they are mate 2 and fastq_2's mate 1 (in their names: /2 /1 or 2:N 1:N)"
+        return [Problem(sheet, lane.line, message, "swap fastq_1 and fastq_2 on this row")]
+    if first.mate == second.mate != 0:
+        message = f"the reads of both files say they are mate {first.mate} (in their names)"
+        return [Problem(sheet, lane.line, message, "give the R1 file as fastq_1 and the R2 file as fastq_2")]
+    return []

@@ -284,11 +284,12 @@ class Planner:
             builtin, variables[next(iter(step.inputs))] = self._chunk_builtin(step, context, variables)
         settings = self.settings.get(step.name, StepSettings())
         outputs = {o.name: templates.files(o.name, variables) for o in step.outputs}
+        pipes, lists = templates.pipes(variables)
         task = Task(
             context.name,
             step.name,
             context.sample,
-            templates.pipes(variables),
+            pipes,
             [
                 f
                 for o in step.outputs
@@ -306,6 +307,7 @@ class Planner:
             group=f"{step.name}:{context.id}" if step.scatter in PARTS else None,
             timeout_seconds=settings.timeout_seconds,
             executor_args=settings.executor_args,
+            lists=lists,
         )
         if task.name in self.tasks:
             raise InputError([step.problem("name", f"two tasks are named {task.name}", "rename a sample or file")])
@@ -340,7 +342,8 @@ class Planner:
         return variables
 
     def _renames(self, context: Context) -> list[str]:
-        """(file stem, sample[_L<lane>][_R<mate>]) pairs, flattened, for the FASTQ files behind the items."""
+        """``file stem<TAB>sample[_L<lane>][_R<mate>]`` for the FASTQ files behind the items (MultiQC's
+        ``--replace-names`` file, with ``as_file``)."""
         lanes = {s.name: len(s.lanes) for s in self.run.samples}
         pairs: dict[str, str] = {}
         for item in (i for items in context.bound.values() for i in items):
@@ -350,7 +353,7 @@ class Planner:
             name += f"_R{item.mate}" if len(item.lane.raw) == 2 else ""
             stem = Words([], [Path(str(item.lane.raw[item.mate - 1])).name]).stem
             pairs.setdefault(stem, name)
-        return [word for pair in pairs.items() for word in pair]
+        return [f"{stem}\t{name}" for stem, name in pairs.items()]
 
     def _register(
         self,
@@ -475,15 +478,20 @@ class _Binder:
     """Turns a task's input files into placeholders, collecting its upstream tasks and external files."""
 
     def __init__(self) -> None:
-        self.upstream: list[str] = []
-        self.files: list[Path] = []
+        self._upstream: dict[str, None] = {}  # ordered sets: a task over 10,000 samples binds 40,000 files
+        self._files: dict[Path, int] = {}
+
+    @property
+    def upstream(self) -> list[str]:
+        return list(self._upstream)
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self._files)
 
     def bind(self, ref: Ref) -> str:
         if ref.task is None:
-            path = Path(ref.name)
-            if path not in self.files:
-                self.files.append(path)
-            return "{file:" + str(self.files.index(path)) + "}"
-        if ref.task not in self.upstream:
-            self.upstream.append(ref.task)
+            index = self._files.setdefault(Path(ref.name), len(self._files))
+            return "{file:" + str(index) + "}"
+        self._upstream.setdefault(ref.task, None)
         return "{in:" + ref.task + "}/" + str(ref.name)

@@ -47,7 +47,10 @@ class Localiser:
             text = local.read_text()
         except (OSError, UnicodeDecodeError):
             return local  # the sample sheet checks report it
-        rows = list(csv.reader(io.StringIO(text)))
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error:
+            return local  # the sample sheet checks report it, with its line
         base = str(location).rsplit("/", 1)[0] + "/" if remote_sheet else None
         changed = False
         for row in rows[1:]:

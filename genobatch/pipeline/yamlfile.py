@@ -54,7 +54,7 @@ def load(path: Path, what: str) -> Located:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InputError([Problem(path, None, f"cannot read the {what}: {reason}")]) from None
+        raise InputError([Problem(path, None, f"cannot read the {what}: {reason}", "check the path")]) from None
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:

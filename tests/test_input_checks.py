@@ -1,0 +1,185 @@
+"""The input checks accept good inputs (dry runs), and find what they find whatever the block boundaries,
+reading each file once per run and not again once remembered, in one process or several. The corpus of bad
+inputs is tests/test_bad_inputs_files.py."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genobatch.pipeline import input_fasta, input_fastq, input_stream, inputs
+from genobatch.problems import InputError
+
+from .input_files import GOOD_ROW, REFERENCE, SARS, SEQUENCE, fasta, many, pair, reads, sheet, single, write
+from .pipeline_helpers import needs_tools, run_pipeline
+
+
+# --- good inputs: accepted (dry run) ----------------------------------------------------------------------
+def _sars_reads(mate: int) -> bytes:
+    return gzip.decompress((SARS / f"subsample1_R{mate}.fastq.gz").read_bytes())
+
+
+def _casava_iupac_crlf(data: bytes, mate: int) -> bytes:
+    """Casava 1.8 names, an IUPAC code and lower case in the first read, Windows line endings, blank lines at
+    the end and no final line break: all of which FastQC, fastp and bwa read."""
+    lines = data.rstrip(b"\n").split(b"\n")
+    lines[0::4] = [head + b" %d:N:0:ACGT" % mate for head in lines[0::4]]
+    lines[1] = b"R" + lines[1][1:10].lower() + lines[1][10:]
+    return b"\r\n".join(lines).rstrip(b"\r\n") + b"\r\n\r\n\r\n"
+
+
+GOOD_READS: dict[str, Callable[[Path], str]] = {
+    "plain FASTQ with CRLF, Casava names, IUPAC and lower-case bases": lambda d: ",".join(
+        write(d / f"x_{m}.fastq", _casava_iupac_crlf(_sars_reads(m), m)) for m in (1, 2)
+    ),
+    "gzip FASTQ in several members, as bgzip writes": lambda d: ",".join(
+        write(d / f"x_{m}.fq.gz", b"".join(gzip.compress(part) for part in _halves(_sars_reads(m))), False)
+        for m in (1, 2)
+    ),
+}
+GOOD_REFERENCES: dict[str, Callable[[Path], Path]] = {
+    "soft-masked reference": lambda d: _reference(d, "ref.fa", lambda fa: fa.lower().replace(b">mn", b">MN")),
+    "IUPAC codes in the reference": lambda d: _reference(d, "ref.fa", lambda fa: fa.replace(b"ACGTA", b"RYKMN", 5)),
+    "gzip reference": lambda d: _reference(d, "ref.fa.gz", gzip.compress),
+    "CRLF gzip reference": lambda d: _reference(d, "ref.fa.gz", lambda fa: gzip.compress(fa.replace(b"\n", b"\r\n"))),
+    "blank lines after a sequence": lambda d: _reference(d, "ref.fa", lambda fa: fa + b"\n\n>second\nACGT\n\n"),
+}
+
+
+def _halves(data: bytes) -> list[bytes]:
+    middle = data.index(b"\n@", len(data) // 2) + 1
+    return [data[:middle], data[middle:]]
+
+
+def _reference(folder: Path, name: str, change: Callable[[bytes], bytes]) -> Path:
+    (folder / name).write_bytes(change(REFERENCE.read_bytes()))
+    return folder / name
+
+
+@needs_tools
+@pytest.mark.parametrize("variant", [*GOOD_READS, *GOOD_REFERENCES])
+def test_good_inputs_are_accepted(variant: str, tmp_path: Path) -> None:
+    files = GOOD_READS[variant](tmp_path) if variant in GOOD_READS else GOOD_ROW.split(",", 1)[1]
+    reference = GOOD_REFERENCES[variant](tmp_path) if variant in GOOD_REFERENCES else REFERENCE
+    dry = run_pipeline(
+        sheet(tmp_path, f"x,{files}"), reference, tmp_path / "r", tmp_path / "w", "--ploidy", "1", "--dry-run"
+    )
+    assert "align" in dry.stdout and "fix:" not in dry.stderr
+
+
+# --- the checks themselves ----------------------------------------------------------------------------------
+NAMES = [f"r{i}" for i in range(50)]
+GOOD_FASTQ = reads([f"{name} 1:N:0:ACGT" for name in NAMES]).replace(b"\n", b"\r\n")
+BAD_FASTQ = reads(NAMES[:30]) + reads(["late"], qualities="I" * 9)  # the bad quality is on line 124
+
+
+@pytest.mark.parametrize("block", [1, 7, 4096, 1 << 20], ids=lambda b: f"{b}-byte blocks")
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_what_is_found_does_not_depend_on_where_blocks_end(
+    block: int, compress: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(input_stream, "READ_BYTES", block)
+    monkeypatch.setattr(input_stream, "BLOCK_BYTES", block)
+    good = tmp_path / "good.fq"
+    write(good, GOOD_FASTQ, compress)
+    facts = input_fastq.check_fastq_file(good)
+    assert (facts.records, facts.mate) == (50, 1)
+    assert facts.names == hashlib.sha256(b"".join(b"@%s\n" % n.encode() for n in NAMES)).hexdigest()
+    assert facts.sha256 == hashlib.sha256(good.read_bytes()).hexdigest()
+    write(tmp_path / "bad.fq", BAD_FASTQ, compress)
+    with pytest.raises(input_fastq.BadFastq) as bad:
+        input_fastq.check_fastq_file(tmp_path / "bad.fq")
+    assert (bad.value.line, bad.value.message) == (124, "9 quality characters for 10 bases")
+    reference = fasta(("a", SEQUENCE * 3), ("b", "ACGT" * 7), width=50, eol="\r\n") + b">c\n" + b"A" * 50 + b"\nCC\nA\n"
+    write(tmp_path / "ref.fa", reference, compress)
+    with pytest.raises(input_fasta.BadFasta) as irregular:
+        input_fasta.check_fasta_file(tmp_path / "ref.fa")
+    assert irregular.value.line == 19 and "shorter line (line 18)" in irregular.value.message
+    write(tmp_path / "ref.fa", reference.split(b">c")[0], compress)
+    assert input_fasta.check_fasta_file(tmp_path / "ref.fa").contigs == [("a", 600), ("b", 28)]
+
+
+def test_each_file_is_read_once_and_not_again_when_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+    real = input_stream.blocks
+
+    def counted(path: Path, digest: Any = None) -> Iterator[bytes]:
+        read.append(path.name)
+        return real(path, digest)
+
+    monkeypatch.setattr(input_fastq, "blocks", counted)
+    monkeypatch.setattr(input_fasta, "blocks", counted)
+    files = pair(tmp_path)
+    shutil.copy(tmp_path / "a_2.fq.gz", tmp_path / "b_2.fq.gz")
+    sample_sheet = sheet(tmp_path, f"a,{files}", "b,a_1.fq.gz,b_2.fq.gz")  # a_1 in two rows
+
+    def check() -> inputs.FileFacts:
+        facts = inputs.FileFacts(tmp_path / "work" / "inputs.json")
+        samples, problems = inputs.parse_sample_sheet(sample_sheet)
+        inputs.check_fasta(REFERENCE, facts)
+        assert inputs.check_inputs(sample_sheet, samples, facts, problems) == {
+            tmp_path / name: 5 for name in ("a_1.fq.gz", "a_2.fq.gz", "b_2.fq.gz")
+        }
+        facts.save()
+        return facts
+
+    facts = check()
+    assert sorted(read) == sorted(["MN908947.3.fa", "a_1.fq.gz", "a_2.fq.gz", "b_2.fq.gz"])
+    for path in (tmp_path / "a_1.fq.gz", REFERENCE):  # hashed while checked: the cache keys need no other read
+        assert facts.get(path, "sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
+    check()
+    assert len(read) == 4, "remembered: not read again"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the checks run in one process")
+def test_worker_processes_find_what_one_process_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [f"a,{pair(tmp_path)}", "b," + single(tmp_path, BAD_FASTQ, "bad_1.fq"), "c,missing_1.fq,"]
+    sample_sheet = sheet(tmp_path, *rows, f"d,{pair(tmp_path, 'd', second=reads(many(5, 2, last='zz')))}")
+
+    def problems(parallel_bytes: int) -> list[str]:
+        monkeypatch.setattr(inputs, "PARALLEL_CHECK_BYTES", parallel_bytes)
+        samples, found = inputs.parse_sample_sheet(sample_sheet)
+        with pytest.raises(InputError) as refused:
+            inputs.check_inputs(sample_sheet, samples, inputs.FileFacts(tmp_path / f"{parallel_bytes}.json"), found)
+        return [str(problem) for problem in refused.value.problems]
+
+    alone = problems(1 << 60)
+    assert len(alone) == 3 and "bad_1.fq:124:" in alone[0] and "'r4' in R1 but 'zz'" in alone[2]
+    assert problems(0) == alone
+
+
+@pytest.mark.parametrize(
+    "ending, found",
+    [
+        (b"@r\nA\n+\nI", 2),  # no final line break
+        (b"@r\nA\n+\nI\r\n\r\n\r\n", 2),  # empty lines after the last read
+        (b"@r\n\n+\n\n", 2),  # a last read with no bases (trimmed away): its empty lines are its own
+        (b"@r\n\n+\n\n\n\n\n\n", 2),
+        (b"@r\nACGT\n+\n", "line 7: the file ends in the middle of a read (truncated?)"),
+        (b"@r\nAC\n", "line 6: the file ends in the middle of a read (truncated?)"),
+        (b"@r\nA\n+\nI\n\n@s\nA\n+\nI\n", "line 9: an empty line inside the file"),
+    ],
+)
+def test_the_end_of_a_fastq_file(ending: bytes, found: int | str, tmp_path: Path) -> None:
+    path = tmp_path / "end.fq"
+    path.write_bytes(reads(["q"]) + ending)
+    if isinstance(found, int):
+        assert input_fastq.check_fastq_file(path).records == found
+        return
+    with pytest.raises(input_fastq.BadFastq) as bad:
+        input_fastq.check_fastq_file(path)
+    assert f"line {bad.value.line}: {bad.value.message}" == found
+
+
+def test_a_sheet_field_longer_than_csv_allows_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = sheet(tmp_path, "a," + pair(tmp_path), f"b,{'x' * 5_000_000}.fq.gz,")
+    with pytest.raises(InputError) as refused:
+        inputs.parse_sample_sheet(path)
+    assert [(p.line, p.message[:32]) for p in refused.value.problems] == [(3, "this line cannot be read as CSV ")]
