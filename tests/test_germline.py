@@ -163,6 +163,17 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "cache").exists()
 
 
+def test_dry_run_shows_one_job_per_step_unless_verbose(tmp_path: Path) -> None:
+    """10,000 samples must print a page, not every job: one job of each step stands for the others."""
+    args = [DATA / "sarscov2" / "samples.csv", DATA / "sarscov2" / "MN908947.3.fa", tmp_path / "r", tmp_path / "w"]
+    short = run_pipeline(*args, "--ploidy", "1", "--dry-run").stdout
+    assert "job align-subsample1" in short and "job align-subsample2" not in short, short
+    assert "more job(s) like the one shown of their step" in short and "1 align" in short
+    verbose = run_pipeline(*args, "--ploidy", "1", "--dry-run", "--verbose").stdout
+    assert "job align-subsample1" in verbose and "job align-subsample2" in verbose
+    assert "more job(s)" not in verbose
+
+
 def test_sigkill_mid_run_then_rerun_finishes_without_rerunning_finished_tasks(tmp_path: Path) -> None:
     outdir, work = tmp_path / "results", tmp_path / "work"
     args = [

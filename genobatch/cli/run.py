@@ -89,6 +89,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--joint", action="store_true", help="call all samples together: the same as --tools joint")
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, resources, cache) and stop")
     run.add_argument("--explain", action="store_true", help="say why each task that will run is not cached")
+    run.add_argument("--verbose", action="store_true", help="with --dry-run: every job, not one per step")
     run.add_argument("--keep-intermediates", action="store_true", help="keep chunk BAMs and region VCFs")
     run.add_argument(
         "--runtime",
@@ -218,6 +219,7 @@ def options(args: argparse.Namespace) -> Options:
         args.max_memory,
         args.dry_run,
         args.explain,
+        args.verbose,
         args.keep_intermediates,
         runtime=args.runtime,
         executor=args.executor,

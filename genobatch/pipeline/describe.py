@@ -13,9 +13,10 @@ from .grouping import jobs_for
 from .workflow import Plan
 
 
-def describe_plan(plan: Plan, max_array_size: int) -> list[str]:
-    """Tasks per step (to run, cached), then each job with its array size, resources (after the caps) and
-    every command, threads and heap as they will run (paths stay placeholders: each executor has its own)."""
+def describe_plan(plan: Plan, max_array_size: int, verbose: bool = False) -> list[str]:
+    """Tasks per step (to run, cached), then the jobs with their array size, resources (after the caps) and
+    every command, threads and heap as they will run (paths stay placeholders: each executor has its own).
+    Without ``verbose``, the first job of each step stands for the others (10,000 samples: a page, not 20 MB)."""
     per_step: dict[str, Counter[str]] = defaultdict(Counter)
     example: dict[str, Task] = {}
     needed = {t.name for t in plan.needed}
@@ -31,8 +32,12 @@ def describe_plan(plan: Plan, max_array_size: int) -> list[str]:
                 f"{step.name:<10} {sum(c.values()):>6} {c['run']:>5} {c['cached']:>7}  "
                 f"{first.vcpus:>4}  {first.memory_mib:>5} MiB"
             )
+    shown: Counter[str] = Counter()
     for job in jobs_for(plan.needed, max_array_size):
         first = job.tasks[0]
+        shown[first.step] += 1
+        if shown[first.step] > 1 and not verbose:
+            continue
         size = f" (array of {len(job.tasks)})" if len(job.tasks) > 1 else ""
         lines.append(f"  job {job.name}{size}: {first.vcpus} vCPU, {first.memory_mib} MiB")
         if first.builtin:
@@ -40,6 +45,11 @@ def describe_plan(plan: Plan, max_array_size: int) -> list[str]:
         for pipe in first.pipes:
             command = " | ".join(shlex.join(with_resources(word, first) for word in argv) for argv in pipe.argv)
             lines.append(f"      {command}" + (f" > {pipe.stdout}" if pipe.stdout else ""))
+    hidden = {step: count - 1 for step, count in shown.items() if count > 1}
+    if hidden and not verbose:
+        more = ", ".join(f"{count} {step}" for step, count in hidden.items())
+        lines.append(f"  and {sum(hidden.values())} more job(s) like the one shown of their step ({more}): "
+                     "--verbose lists every job")  # fmt: skip
     return lines
 
 

@@ -58,6 +58,7 @@ class Options:
     max_memory_mib: int | None = None
     dry_run: bool = False
     explain: bool = False
+    verbose: bool = False  # --dry-run lists every job, not one per step
     keep_intermediates: bool = False
     live_progress: bool | None = None
     runtime: str = "auto"  # see runtimes.CHOICES
@@ -204,7 +205,7 @@ class Run:
         if self.o.explain:
             print("\n".join(explain(preview, self.work / "index.json")) or "Nothing to run: every task is cached.")
         if self.o.dry_run:
-            print("\n".join(describe_plan(preview, self.executor.capabilities.max_array_size)))
+            print("\n".join(describe_plan(preview, self.executor.capabilities.max_array_size, self.o.verbose)))
             rates, source = estimate.load_rates(self.work / "rates.json", {s.name: s.rate for s in plan.steps})
             seconds = estimate.vcpu_seconds(preview.needed, preview.sample_mb, rates)
             print("\n".join(estimate.cost_lines(seconds, self.executor.prices(), source)))

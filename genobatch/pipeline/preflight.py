@@ -58,9 +58,7 @@ def check_places(outdir: str, work: Path) -> list[Problem]:
     return problems
 
 
-def check_resources(
-    steps: list[Step], max_memory_mib: int | None, settings: dict[str, StepSettings]
-) -> list[Problem]:
+def check_resources(steps: list[Step], max_memory_mib: int | None, settings: dict[str, StepSettings]) -> list[Problem]:
     """Each step gets at least the memory its tool cannot run without (``min_memory`` in its declaration)."""
     problems = []
     for step in steps:
