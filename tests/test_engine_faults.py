@@ -37,20 +37,7 @@ from genobatch.executors.local import LocalBackend
 
 from .conftest import FAST, define, run_until_idle, sh, submit
 from .container_helpers import RUNNER
-
-
-def mount(args: list[str], target: Path) -> None:
-    """Run ``mount``; skip (or fail, with GENOBATCH_REQUIRE_ROOT_MOUNTS=1) when this machine does not allow it."""
-    result = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
-    if result.returncode != 0:
-        why = f"cannot mount ({' '.join(args)}: {result.stderr.strip()}); these tests need root"
-        if os.environ.get("GENOBATCH_REQUIRE_ROOT_MOUNTS") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-
-
-def unmount(target: Path) -> None:
-    subprocess.run(["umount", "--lazy", str(target)], check=False)
+from .mounts import mount, unmount
 
 
 @pytest.fixture

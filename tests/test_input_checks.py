@@ -114,8 +114,8 @@ def test_each_file_is_read_once_and_not_again_when_remembered(tmp_path: Path, mo
         read.append(path.name)
         return real(path, digest)
 
-    monkeypatch.setattr(input_fastq, "blocks", counted)
-    monkeypatch.setattr(input_fasta, "blocks", counted)
+    monkeypatch.setattr(input_stream, "blocks", counted)  # every whole-file check (check_whole_file)
+    monkeypatch.setattr(input_fastq, "blocks", counted)  # and the second read that names a differing read
     files = pair(tmp_path)
     shutil.copy(tmp_path / "a_2.fq.gz", tmp_path / "b_2.fq.gz")
     sample_sheet = sheet(tmp_path, f"a,{files}", "b,a_1.fq.gz,b_2.fq.gz")  # a_1 in two rows

@@ -186,7 +186,28 @@ def _plan(conn: sqlite3.Connection, request: dict[str, Any], known_ids: dict[str
             "or containerOverrides, or use a queue with a larger compute environment"
         )
 
-    raw_deps = request.get("dependsOn") or []
+    depends_on = _dependencies(conn, request.get("dependsOn") or [], array_size, known_ids)
+    return _Plan(
+        request,
+        str(uuid.uuid4()),
+        queue.name,
+        definition,
+        substitute_parameters(command, parameters),
+        environment,
+        resources.vcpus,
+        resources.memory_mib,
+        container,
+        retry,
+        timeout,
+        array_size,
+        depends_on,
+    )
+
+
+def _dependencies(
+    conn: sqlite3.Connection, raw_deps: Any, array_size: int | None, known_ids: dict[str, int | None]
+) -> list[tuple[str, str | None]]:
+    """A submit request's ``dependsOn``, checked: (job id, type) pairs ("" for SEQUENTIAL)."""
     if not isinstance(raw_deps, list) or len(raw_deps) > MAX_DEPENDS_ON:
         raise ClientException(f"dependsOn must be a list of at most {MAX_DEPENDS_ON} entries")
     depends_on: list[tuple[str, str | None]] = []
@@ -220,21 +241,7 @@ def _plan(conn: sqlite3.Connection, request: dict[str, Any], known_ids: dict[str
                 f"{dep_id} has size {dep_size}"
             )
         depends_on.append((dep_id, kind))
-    return _Plan(
-        request,
-        str(uuid.uuid4()),
-        queue.name,
-        definition,
-        substitute_parameters(command, parameters),
-        environment,
-        resources.vcpus,
-        resources.memory_mib,
-        container,
-        retry,
-        timeout,
-        array_size,
-        depends_on,
-    )
+    return depends_on
 
 
 def _known_array_size(conn: sqlite3.Connection, job_id: str, known_ids: dict[str, int | None]) -> int | bool | None:

@@ -52,11 +52,11 @@ def verify_output(output: Path) -> None:
             raise OutputChanged(f"{name} was modified after its task wrote it (its SHA-256 differs)")
 
 
-def verify_copy(output: Path, copy: Path, under: str = "", *, name: str) -> None:
-    """A published copy of output ``name`` (or of the file ``under`` that folder) has the digest its task recorded:
-    the file was not changed while the run went on."""
+def verify_copy(recorded: dict[str, dict[str, Any]] | None, copy: Path, under: str = "", *, name: str) -> None:
+    """A published copy of output ``name`` (or of the file ``under`` that folder) has the digest its task recorded
+    (``recorded``: the output's ``recorded_files``): the file was not changed while the run went on."""
     relative = f"{name}/{under}" if under else name
-    expected = (recorded_files(output) or {}).get(relative)
+    expected = (recorded or {}).get(relative)
     if expected is not None and file_sha256(copy) != expected["sha256"]:
         raise OutputChanged(f"{relative}: the copy's SHA-256 differs from what its task wrote")
 

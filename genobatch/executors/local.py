@@ -256,6 +256,7 @@ class LocalExecutor(Executor):
     def publish(self, key: str, files: dict[str, str], outdir: str) -> int:
         entry, copied = cache_path(self.cache, key), 0
         s3 = storage.client(self.context.endpoint_url) if storage.is_s3(outdir) else None
+        recorded = integrity.recorded_files(entry) if s3 is None else None  # what each copy must match: read once
         for name, rel in files.items():
             source = f"{key}/{name}"
             if s3 is not None:
@@ -268,7 +269,7 @@ class LocalExecutor(Executor):
                 path = inside(Path(outdir), rel)
                 if self.published.unchanged(str(path), source, local_state(path)):
                     continue
-                publish_file(entry / name, path, functools.partial(integrity.verify_copy, entry, name=name))
+                publish_file(entry / name, path, functools.partial(integrity.verify_copy, recorded, name=name))
                 self.published.record(str(path), source, local_state(path))
             copied += 1
         return copied

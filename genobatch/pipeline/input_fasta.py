@@ -18,13 +18,12 @@ Each rule stands for a failure seen with bwa 0.7.17, samtools/bcftools 1.16 and 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .input_stream import GZIP_MAGIC, blocks, drain_corrupt_gzip, other_format, shown_byte
+from .input_stream import GZIP_MAGIC, check_whole_file, other_format, shown_byte
 
 NUCLEOTIDES = b"ACGTUNRYSWKMBDHVacgtunryswkmbdhv"  # IUPAC codes
 SEQUENCE_BYTES = NUCLEOTIDES + b"-*.\r\n"  # CRs are checked apart: only at the end of a line
@@ -48,17 +47,8 @@ class FastaFacts:
 
 def check_fasta_file(path: Path) -> FastaFacts:
     """Read the whole file once; raises BadFasta (or input_stream.Unreadable, OSError)."""
-    digest = hashlib.sha256()
-    check = FastaCheck()
-    stream = blocks(path, digest)
-    try:
-        for block in stream:
-            check.feed(block)
-        contigs = check.finish()
-    except BadFasta:
-        drain_corrupt_gzip(path, stream)
-        raise
-    return FastaFacts(contigs, digest.hexdigest())
+    contigs, sha256 = check_whole_file(path, FastaCheck(), BadFasta)
+    return FastaFacts(contigs, sha256)
 
 
 class FastaCheck:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .input_stream import GZIP_MAGIC, blocks, drain_corrupt_gzip, is_gzip, other_format, shown_byte
+from .input_stream import GZIP_MAGIC, blocks, check_whole_file, is_gzip, other_format, shown_byte
 
 BASES = bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1)) + b"."
 QUALITIES = bytes(range(ord("!"), ord("~") + 1))  # Phred+33, as FASTQ (Sanger, Illumina 1.8+) and SAM have it
@@ -90,17 +90,8 @@ def name_problem(path: Path) -> tuple[str, str] | None:
 
 def check_fastq_file(path: Path) -> FastqFacts:
     """Read the whole file once; raises BadFastq (or Unreadable, OSError)."""
-    digest = hashlib.sha256()
-    check = FastqCheck()
-    stream = blocks(path, digest)
-    try:
-        for block in stream:
-            check.feed(block)
-        facts = check.finish()
-    except BadFastq:
-        drain_corrupt_gzip(path, stream)
-        raise
-    facts.sha256 = digest.hexdigest()
+    facts, sha256 = check_whole_file(path, FastqCheck(), BadFastq)
+    facts.sha256 = sha256
     return facts
 
 
