@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=30  # the slowest tests, to keep CI well under 25 minutes
 
 # The tool images (podman): built once, rebuilt by `genobatch images build` when their Containerfiles change.
 images: $(STAMP)

@@ -4,7 +4,7 @@ no engine."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,8 @@ class Plain(Executor):
     def remove(self, key: str) -> None:
         pass
 
-    def publish(self, key: str, files: dict[str, str], outdir: str) -> None:
-        pass
+    def publish(self, key: str, files: dict[str, str], outdir: str) -> int:
+        return 0
 
     def job_spec(self, name: str, tasks: list[Task], keys: dict[str, str], **fields: Any) -> JobSpec:
         return JobSpec(name, ["run", *(t.name for t in tasks)], **fields)
@@ -81,3 +81,45 @@ def test_arrays_barriers_timeouts_and_the_executor_s_own_arguments(tmp_path: Pat
     assert specs["last"].timeout_seconds == 60, "raised to the backend's minimum"
     assert specs["last"].extra_arguments == ["--constraint=fast"], "only this executor's own"
     assert sorted(ended) == sorted(t.name for t in tasks) and len(driver.trace) == len(tasks)
+
+
+class Changes(Recording):
+    """Reports only changes, one job further per poll (running, then done); ``poll`` is never the driver's way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []  # how many jobs each poll_changed was given
+        self.reported: list[int] = []  # how many states it returned
+        self.step: dict[str, int] = {}
+
+    def poll(self, job_ids: Sequence[str]) -> list[JobState]:
+        raise AssertionError("the driver follows changes (poll_changed), it does not re-read every job")
+
+    def poll_changed(self, job_ids: Collection[str]) -> list[JobState]:
+        self.asked.append(len(job_ids))
+        moving = sorted(job_ids)[:1]
+        states = []
+        for job_id in moving:
+            self.step[job_id] = self.step.get(job_id, 0) + 1
+            running = self.step[job_id] == 1
+            attempts = [] if running else [AttemptState(1, ExitReason.FINISHED, 0, None, 1, 2)]
+            status = JobStatus.RUNNING if running else JobStatus.SUCCEEDED
+            states.append(JobState(job_id, status, None, 0 if attempts else None, attempts))
+        self.reported.append(len(states))
+        return states
+
+
+def test_the_driver_follows_changes_and_counts_from_them(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr("genobatch.pipeline.driver.POLL_SECONDS", 0)
+    tasks = [Task(f"one:{i}", "one", f"S{i}", [], ["x"], key=f"k{i}") for i in range(4)]
+    backend = Changes()
+    executor = Plain(RunContext(tmp_path, RunRuntime(HostRuntime(), {}), lambda p: ""))
+    progress = Progress([], live=False)
+    driver = Driver(executor, backend, progress, "run1")
+    ended: list[str] = []
+    driver.run(tasks, tasks, {"cached:0"}, lambda task, state: ended.append(task.name))
+    assert sorted(ended) == [t.name for t in tasks]
+    assert backend.asked == [4, 4, 3, 3, 2, 2, 1, 1], "only unfinished jobs are followed"
+    assert max(backend.reported) == 1, "each poll carried one change"
+    assert progress.counts["one"] == {"done": 4}, progress.counts
+    assert driver.history == {"one": {"done": 4, "failed": 0}}

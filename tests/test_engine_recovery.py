@@ -25,9 +25,8 @@ SCRIPT = (
 
 
 def start_engine(state_dir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        engine_command(state_dir, "--idle-exit", "0", "--poll-interval", "0.05"), stderr=subprocess.DEVNULL
-    )
+    with open(state_dir.parent / "engines.log", "ab") as log:  # what the engines said, for a failure to show
+        return subprocess.Popen(engine_command(state_dir, "--idle-exit", "0", "--poll-interval", "0.05"), stderr=log)
 
 
 def snapshot(state_dir: Path) -> dict[str, tuple[str, int]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import random
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Any
 
 import pytest
 
-from genobatch.pipeline import input_fasta, input_fastq, input_stream, inputs
+from genobatch.executors import chunks
+from genobatch.pipeline import execute, input_fasta, input_fastq, input_stream, inputs
+from genobatch.pipeline.planner import Params
 from genobatch.problems import InputError
 
 from .input_files import GOOD_ROW, REFERENCE, SARS, SEQUENCE, fasta, many, pair, reads, sheet, single, write
-from .pipeline_helpers import needs_tools, run_pipeline
+from .pipeline_helpers import DATA, needs_tools, run_pipeline
 
 
 # --- good inputs: accepted (dry run) ----------------------------------------------------------------------
@@ -183,3 +186,92 @@ def test_a_sheet_field_longer_than_csv_allows_is_refused_with_its_line(tmp_path:
     with pytest.raises(InputError) as refused:
         inputs.parse_sample_sheet(path)
     assert [(p.line, p.message[:32]) for p in refused.value.problems] == [(3, "this line cannot be read as CSV ")]
+
+
+# --- the same read finds where the aligner's batches end --------------------------------------------------
+MEASLES = DATA / "measles"  # real reads of 149 to 151 bases: batches of several sizes
+LANES = [
+    (MEASLES / "SRR7517490_R1.fastq.gz", MEASLES / "SRR7517490_R2.fastq.gz"),
+    (MEASLES / "SRR7517498_R1.fastq.gz", None),
+]
+
+
+def test_the_check_finds_each_lane_s_batches_as_reading_it_again_does(tmp_path: Path) -> None:
+    """Where bwa's batches end in a lane (R1 and R2 together, or R1 alone), found from the read lengths the
+    check records as it reads, for each batch size asked: the same as reading the files again for them."""
+    rows = [f"s{i},{first},{second or ''}" for i, (first, second) in enumerate(LANES)]
+    sample_sheet = sheet(tmp_path, *rows)
+    facts = inputs.FileFacts(tmp_path / "inputs.json")
+    samples, problems = inputs.parse_sample_sheet(sample_sheet)
+    inputs.check_inputs(sample_sheet, samples, facts, problems, [100_000, 10_000_000, 100_000])
+    for first, second in LANES:
+        for bases in (100_000, 10_000_000):
+            recorded = facts.get(first, inputs.batches_kind(bases, second.resolve() if second else None))
+            assert recorded == chunks.bwa_batches(first, second, bases)
+            assert len(recorded) > (30 if bases == 100_000 else 0) and sum(recorded) > 20_000
+
+
+CHUNKED_STEP = """
+name: count
+description: Count each chunk's reads (a step cut at batches of 100 kb, so that the demo's lanes hold many).
+scatter: {by: chunk, batch_bases: 100000}
+inputs: {reads: reads}
+command: wc -l {{ reads }} > {{ out }}/count_{{ chunk }}.txt
+outputs: {count: {path: "count_{{ chunk }}.txt", publish: "{{ sample }}/count/"}}
+image: host
+tools: []
+resources: {cpus: 1, memory: 100 MB}
+rate: 0.1
+colour: "#123456"
+"""
+
+
+def test_batches_from_read_lengths_are_those_bwa_batches_reads_from_the_files(tmp_path: Path) -> None:
+    """The planner's rule (from lengths, by bisection) equals the job runner's (``chunks.bwa_batches``, reading
+    the files read by read), on random lengths, empty reads included, single-end and paired, at any batch size."""
+    rng = random.Random(3)
+    for _ in range(200):
+        count = rng.choice([0, 1, 2, 3, 7, 60])
+        lengths = [[rng.choice([0, 1, 150, rng.randint(0, 300)]) for _ in range(count)] for _ in range(2)]
+        for mate, sizes in enumerate(lengths):
+            records = [f"@r{i}\n{'A' * n}\n+\n{'I' * n}\n" for i, n in enumerate(sizes)]
+            (tmp_path / f"r{mate}.fq").write_text("".join(records))
+        bases = rng.choice([0, 1, 150, 300, 1000, 10_000_000])
+        for second in (None, tmp_path / "r1.fq"):
+            reread = chunks.bwa_batches(tmp_path / "r0.fq", second, bases)
+            assert input_fastq.bwa_batches_of(lengths[0], lengths[1] if second else None, bases) == reread
+
+
+@needs_tools
+def test_planning_chunks_reads_no_fastq_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cuts each lane into chunks at the batches its input check found: no FASTQ is read again."""
+    first, second = LANES[0]
+    sample_sheet = sheet(tmp_path, f"p,{first},{second}")
+    (tmp_path / "count.yaml").write_text(CHUNKED_STEP)
+
+    def plan() -> list[Any]:
+        options = execute.Options(sample_sheet, MEASLES / "MH356245.1.reference.fasta", tmp_path / "out",
+                                  tmp_path / "work", Params(chunk_reads=4_000), runtime="host", dry_run=True,
+                                  steps=[tmp_path / "count.yaml"])  # fmt: skip
+        return [t.builtin for t in execute.Run(options).plan().tasks if t.step == "count"]
+
+    expected = chunks.chunk_sizes(chunks.bwa_batches(first, second, 100_000), chunks.chunk_count(20_270, 4_000))
+    monkeypatch.setattr(chunks, "bwa_batches", lambda *_: pytest.fail("a FASTQ was read again to plan chunks"))
+    for _ in ("checked now", "remembered"):
+        builtins = plan()
+        assert len(builtins) == 6 and all(b["sizes"] == expected for b in builtins)
+
+
+def test_paths_resolve_as_pathlib_resolves_them(tmp_path: Path) -> None:
+    """The planner's resolver (each folder once, then a look at the file) gives ``Path.resolve()``'s answer:
+    through linked files and folders, ``..``, and for files that do not exist."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.fq").write_text("@r\nA\n+\nI\n")
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "b.fq").symlink_to(tmp_path / "real" / "a.fq")
+    (tmp_path / "real" / "c.fq").symlink_to("../real/b.fq")
+    resolve = inputs.Resolver()
+    names = ["real/a.fq", "linked/a.fq", "real/b.fq", "linked/c.fq", "real/../linked/b.fq", "real/none.fq",
+             "linked/..", "missing/x.fq", "real/."]  # fmt: skip
+    for name in names * 2:  # the second time from what it remembers
+        assert resolve(tmp_path / name) == (tmp_path / name).resolve(), name

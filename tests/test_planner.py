@@ -337,3 +337,22 @@ def test_no_command_grows_with_ten_thousand_samples() -> None:
     assert longest[0] < 128 * 1024, longest
     multiqc = next(t for t in summary.tasks if t.step == "multiqc")
     assert len(multiqc.lists[".reports.txt"]) > 40_000  # every sample's reports, in its file list
+
+
+def test_a_task_s_key_is_what_earlier_versions_made() -> None:
+    """The key is encoded part by part (the commands once, for the key and ``--explain``): it must stay the
+    SHA-256 of ``json.dumps(material, sort_keys=True)`` that genobatch 0.1.0 wrote, or every cache would be
+    lost. The expected values were made by that code (commit 70eabc8) for this task."""
+    from genobatch.executors.task import Pipe
+
+    pipes = [
+        Pipe([["bwa", "mem", "-t", "{threads}", "{file:0}"], ["samtools", "sort", "-o", "{out}/a.bam", "-"]]),
+        Pipe([["samtools", "index", "{out}/a.bam"]], "x.txt"),
+    ]
+    task = Task("align:S1:1:0", "align", "S1", pipes, ["a.bam"], upstream=["reference"], files=[Path("/d/S1_R1.fq.gz")],
+                builtin={"op": "fastq_chunk", "index": 0, "sizes": [5, 5]}, tools=["bwa", "samtools"],
+                lists={".l": ["é"]})  # fmt: skip
+    material = task.keyed({"reference": "f" * 32}, ["0" * 64], {"bwa": "0.7.17-r1188", "samtools": "1.16.1"})
+    assert task.key == "8e01a071fdacdf37e848d2ac9f5d02fd"
+    assert material["command"] == "bc0eaf445b97"
+    assert material["file S1_R1.fq.gz"] == "0" * 12 and material["input reference"] == "f" * 12

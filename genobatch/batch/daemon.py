@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -28,7 +29,7 @@ class EngineLock:
     def __enter__(self) -> EngineLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusive(fd)
         except BlockingIOError:
             os.close(fd)
             holder = engine_pid(self.path.parent)
@@ -46,6 +47,21 @@ class EngineLock:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+def _lock_exclusive(fd: int, probe_seconds: float = 0.5) -> None:
+    """Take the engine lock without waiting for an engine, but past ``engine_pid``'s probes: each holds a shared
+    lock for an instant, and an engine starting in that instant must not take it for another engine's. A
+    running engine holds the lock for its life, so it is still refused, ``probe_seconds`` later."""
+    deadline = time.monotonic() + probe_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def engine_pid(state_dir: Path) -> int | None:
@@ -79,16 +95,27 @@ def start_background_engine(
     idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS,
     wait_seconds: float = 10.0,
     runtime: str = "host",
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> int | None:
-    """Start ``genobatch engine run`` detached from this terminal, unless one already runs. Returns its pid."""
+    """Start ``genobatch engine run`` detached from this terminal, unless one already runs. Returns its pid.
+    ``options``: more of its options (the endpoint's); ``env``: added to its environment (a token, kept out of
+    the command line, which every user can read)."""
     pid = engine_pid(state_dir)
     if pid:
         return pid
     with open(state_dir / "engine.log", "ab") as log:
         subprocess.Popen(
             engine_command(
-                state_dir, "--idle-exit", str(idle_exit_seconds), "--runtime", runtime, "--quiet-if-running"
+                state_dir,
+                "--idle-exit",
+                str(idle_exit_seconds),
+                "--runtime",
+                runtime,
+                "--quiet-if-running",
+                *options,
             ),
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

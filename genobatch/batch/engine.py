@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .admission import Pool, QueueStream, admit
+from .advance import Graph
 from .daemon import EngineLock
 from .errors import EngineFailed
+from .faultinject import FaultInjection
 from .faults import as_fault
-from .jobs import active_attempts, child_status_counts, finish_attempt, runnable_candidates, set_status
+from .jobs import active_attempts, finish_attempt, runnable_candidates, set_status
 from .lifecycle import (
     AttemptOutcome,
-    array_parent_status,
     exit_outcome,
     outcome_for,
-    resolve_dependencies,
 )
 from .model import (
     ACTIVE_SQL,
@@ -119,7 +119,7 @@ class Engine:
     ) -> None:
         self.store = Store(state_dir, verify=True)  # once per engine: a damaged database is set aside
         ensure_defaults(self.store)
-        self.runtime: Runtime = runtime or HostRuntime()
+        self.runtime: Runtime = FaultInjection(runtime or HostRuntime())
         self.settings = settings or Settings()
         self.running: dict[str, _Attempt] = {}  # job id -> attempt
         self.pools: dict[str, Pool] = {}
@@ -129,7 +129,7 @@ class Engine:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._data_version = -1
         self._dirty = True  # a pass changed state on its own (e.g. a failed launch): run another
-        self._done_cursor = 0
+        self.graph = Graph()  # new jobs, ended jobs and what waits for them
         self._stop = threading.Event()
         self._drain = False
         self._next_memory_poll = 0.0
@@ -228,7 +228,7 @@ class Engine:
                     done.cpu_seconds,
                     done.max_rss_kib,
                 )
-            self._advance(conn)
+            self.graph.advance(conn)
             if not self._stop.is_set():
                 # Launching inside the transaction saves a commit per pass. If the engine dies between a launch
                 # and the commit, the job is still RUNNABLE in the database and the next engine kills the orphan
@@ -262,16 +262,7 @@ class Engine:
                     None,
                 )
             self._refresh_config(conn)
-            # Jobs may have ended while no engine ran (cancel-job), before the change cursor starts: move new
-            # jobs to PENDING, then re-check everything that waits on others; _advance propagates from there.
-            self._done_cursor = conn.execute("SELECT value FROM meta WHERE key='done_seq'").fetchone()[0]
-            self._advance(conn)
-            self._resolve(conn, [r[0] for r in conn.execute("SELECT id FROM jobs WHERE status='PENDING'")])
-            for parent in conn.execute(
-                "SELECT id FROM jobs WHERE status='PENDING' AND array_size IS NOT NULL AND parent_id IS NULL"
-            ).fetchall():
-                self._finish_array_parent(conn, parent[0])
-            self._advance(conn)
+            self.graph.start(conn)
         if rows:
             ended = sum(code is not None for code in exits)
             log.warning(
@@ -346,7 +337,7 @@ class Engine:
         if attempt.kill_reason is not None:
             outcome = outcome_for(attempt.kill_reason, result.exit_code, attempt.kill_detail)
         else:
-            outcome = exit_outcome(result, attempt.need.memory_mib)
+            outcome = result.injected or exit_outcome(result, attempt.need.memory_mib)
         return _Finished(attempt, outcome, result.cpu_seconds, max_rss)
 
     def _check_memory(self) -> None:
@@ -389,60 +380,6 @@ class Engine:
             if attempt is not None and attempt.kill_reason is None:
                 self._kill(attempt, ExitReason.TERMINATED, row["stop_requested"], graceful=True)
 
-    def _advance(self, conn: sqlite3.Connection) -> None:
-        """New jobs go SUBMITTED -> PENDING -> RUNNABLE; ended jobs release or fail their dependents."""
-        submitted = conn.execute("SELECT id FROM jobs WHERE status='SUBMITTED' ORDER BY seq").fetchall()
-        for row in submitted:
-            set_status(conn, row[0], JobStatus.PENDING)
-        self._resolve(conn, [row[0] for row in submitted])
-        while True:
-            done = conn.execute(
-                "SELECT id, parent_id, done_seq FROM jobs WHERE done_seq > ? ORDER BY done_seq", (self._done_cursor,)
-            ).fetchall()
-            if not done:
-                return
-            self._done_cursor = done[-1]["done_seq"]
-            dependents = [
-                r[0] for d in done for r in conn.execute("SELECT job_id FROM deps WHERE depends_on=?", (d["id"],))
-            ]
-            self._resolve(conn, dependents)
-            for parent_id in dict.fromkeys(d["parent_id"] for d in done if d["parent_id"]):
-                self._finish_array_parent(conn, parent_id)
-
-    def _resolve(self, conn: sqlite3.Connection, job_ids: list[str]) -> None:
-        """Move PENDING jobs whose dependencies have all ended (array parents wait for their children)."""
-        for job_id in dict.fromkeys(job_ids):
-            row = conn.execute("SELECT status, array_size, parent_id FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None or row["status"] != "PENDING" or (row["array_size"] and row["parent_id"] is None):
-                continue
-            states = [
-                (r[0], JobStatus(r[1]))
-                for r in conn.execute(
-                    "SELECT d.depends_on, p.status FROM deps d JOIN jobs p ON p.id = d.depends_on WHERE d.job_id=?",
-                    (job_id,),
-                )
-            ]
-            verdict = resolve_dependencies(states)
-            if verdict.status is not JobStatus.PENDING:
-                set_status(conn, job_id, verdict.status, verdict.reason)
-
-    def _finish_array_parent(self, conn: sqlite3.Connection, parent_id: str) -> None:
-        row = conn.execute("SELECT status, array_size FROM jobs WHERE id=?", (parent_id,)).fetchone()
-        if row is None or JobStatus(row["status"]).is_terminal:
-            return
-        open_child = conn.execute(  # an indexed probe: this runs after every child, so it must not count them all
-            f"SELECT 1 FROM jobs WHERE parent_id=? AND status IN {OPEN_SQL} LIMIT 1",
-            (parent_id,),
-        ).fetchone()
-        if open_child:
-            return
-        counts = child_status_counts(conn, parent_id)
-        status = array_parent_status(counts, row["array_size"])
-        if status is None:
-            return
-        failed = counts[JobStatus.FAILED]
-        set_status(conn, parent_id, status, f"{failed} of {row['array_size']} child jobs failed" if failed else None)
-
     def _admit(self, conn: sqlite3.Connection) -> list[_Admitted]:
         for pool in self.pools.values():
             pool.reserved = False
@@ -480,6 +417,7 @@ class Engine:
                 row["memory_mib"],
                 container.get("image"),
                 tuple(Mount(*m) for m in container.get("mounts", [])),
+                container.get("fault"),
             )
             admitted.append(
                 _Admitted(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from . import faultinject
 from .admission import Candidate
 from .errors import ClientException
 from .lifecycle import AttemptOutcome, status_after_attempt
@@ -115,7 +116,7 @@ def runnable_candidates(conn: sqlite3.Connection, queue: str) -> Iterator[Candid
     while True:
         rows = conn.execute(
             "SELECT seq, id, vcpus, memory_mib, runnable_at FROM jobs WHERE status='RUNNABLE' AND queue=? "
-            "AND seq > ? ORDER BY seq LIMIT ?",
+            f"AND seq > ? AND {faultinject.STUCK_SQL} ORDER BY seq LIMIT ?",
             (queue, last, chunk),
         ).fetchall()
         for row in rows:
@@ -163,6 +164,7 @@ def _plan(conn: sqlite3.Connection, request: dict[str, Any], known_ids: dict[str
     environment = {**definition.environment, **parse_environment(overrides.get("environment"), "containerOverrides")}
     mounts = definition.mounts + parse_mounts(overrides, "containerOverrides")
     container = {"image": definition.image, "mounts": [m.to_json() for m in mounts]}
+    container.update(faultinject.for_job(request, definition.spec, queue.spec))
     retry = RetryStrategy.parse(request["retryStrategy"]) if "retryStrategy" in request else definition.retry
     timeout = parse_timeout(request["timeout"], 1) if "timeout" in request else definition.timeout_seconds
 

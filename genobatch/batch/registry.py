@@ -5,10 +5,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from typing import Any
 
+from . import faultinject
 from .errors import ClientException
-from .model import ComputeEnvironment, JobDefinition, JobQueue, Resources, check_name, name_from_arn
+from .model import (
+    ACCOUNT,
+    REGION,
+    ComputeEnvironment,
+    JobDefinition,
+    JobQueue,
+    Resources,
+    check_name,
+    name_from_arn,
+)
 from .store import Store, now_ms
 
 DEFAULT_COMPUTE_ENVIRONMENT = "local"
@@ -31,31 +42,84 @@ def _state(raw: Any, what: str) -> str:
 
 
 # --- compute environments ---------------------------------------------------------------------------------
-def create_compute_environment(store: Store, request: dict[str, Any]) -> dict[str, Any]:
-    name = check_name(request.get("computeEnvironmentName"), "computeEnvironmentName")
-    resources = request.get("computeResources") or {}
-    kind = str(resources.get("type", "LOCAL")).upper()
-    if kind != "LOCAL":
-        raise ClientException(
-            f"computeResources.type {kind!r} is an AWS Batch type; the local engine runs on this machine: "
-            'use {"type": "LOCAL", "maxvCpus": N, "maxMemoryMiB": M} (both optional caps)'
-        )
-    host = host_resources()
+# What describe says of an UNMANAGED environment: on AWS its capacity is the instances you register yourself.
+UNMANAGED_REASON = (
+    "genobatch: an UNMANAGED compute environment has no capacity on the local engine (on AWS Batch you would add "
+    "your own instances to its ECS cluster); jobs run in the other environments of their queue. To run jobs on "
+    "this machine use type MANAGED, with computeResources type LOCAL (or EC2, SPOT, FARGATE...) and maxvCpus"
+)
+HEALTHY = "ComputeEnvironment Healthy"
+SERVICE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
+VCPU_KEYS = ("minvCpus", "maxvCpus", "desiredvCpus")
+
+
+def _local_capacity(resources: dict[str, Any], host: Resources) -> Resources:
+    """type LOCAL: this machine, capped by maxvCpus (may be fractional) and maxMemoryMiB, never beyond it."""
     vcpus = resources.get("maxvCpus", host.vcpus)
-    memory = resources.get("maxMemoryMiB", host.memory_mib)
     if not isinstance(vcpus, (int, float)) or not 0.25 <= vcpus <= host.vcpus:
         raise ClientException(f"maxvCpus must be between 0.25 and this machine's {host.vcpus:g} vCPUs, got {vcpus!r}")
+    return Resources(float(vcpus), _memory_cap(resources, host))
+
+
+def _memory_cap(resources: dict[str, Any], host: Resources) -> int:
+    memory = resources.get("maxMemoryMiB", host.memory_mib)
     if not isinstance(memory, int) or not 4 <= memory <= host.memory_mib:
         raise ClientException(
             f"maxMemoryMiB must be between 4 and this machine's {host.memory_mib} MiB, got {memory!r}"
         )
+    return memory
+
+
+def _aws_capacity(resources: dict[str, Any], host: Resources) -> Resources:
+    """An AWS type (EC2, SPOT, FARGATE...): what AWS would check of its vCPUs, then this machine capped by
+    maxvCpus (a maxvCpus above this machine's is accepted: the machine is the limit) and maxMemoryMiB."""
+    kind = resources["type"]
+    if "maxvCpus" not in resources:
+        raise ClientException(f'computeResources.maxvCpus is required for type {kind} (e.g. "maxvCpus": 16)')
+    counts = {key: resources[key] for key in VCPU_KEYS if key in resources}
+    for key, value in counts.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value < 0
+            or (isinstance(value, float) and not value.is_integer())
+        ):
+            raise ClientException(
+                f"computeResources.{key} must be a whole number of vCPUs for type {kind}, got {value!r} "
+                "(fractional vCPUs are for type LOCAL)"
+            )
+    low, high = counts.get("minvCpus", 0), counts["maxvCpus"]
+    if not low <= counts.get("desiredvCpus", low) <= high:
+        raise ClientException(f"computeResources needs minvCpus <= desiredvCpus <= maxvCpus, got {counts}")
+    return Resources(min(float(high), host.vcpus), _memory_cap(resources, host))
+
+
+def _capacity(request: dict[str, Any]) -> Resources:
+    """What of this machine the environment may use."""
+    resources = request.get("computeResources")
+    if str(request.get("type", "MANAGED")) == "UNMANAGED":
+        if resources is not None:
+            raise ClientException(
+                "an UNMANAGED compute environment takes no computeResources (AWS Batch refuses them too): "
+                "leave them out, or use type MANAGED"
+            )
+        return Resources(0.0, 0)
+    resources = resources or {}
+    if str(resources.get("type", "LOCAL")) == "LOCAL":
+        return _local_capacity(resources, host_resources())
+    return _aws_capacity(resources, host_resources())
+
+
+def create_compute_environment(store: Store, request: dict[str, Any]) -> dict[str, Any]:
+    name = check_name(request.get("computeEnvironmentName"), "computeEnvironmentName")
+    capacity = _capacity(request)
     state = _state(request.get("state"), "compute environment")
     with store.write() as conn:
         if conn.execute("SELECT 1 FROM compute_environments WHERE name=?", (name,)).fetchone():
             raise ClientException(f"Compute environment {name} already exists")
         conn.execute(
             "INSERT INTO compute_environments VALUES (?,?,?,?,?,?)",
-            (name, state, float(vcpus), memory, json.dumps(request), now_ms()),
+            (name, state, capacity.vcpus, capacity.memory_mib, json.dumps(request), now_ms()),
         )
     env = get_compute_environment(store.conn, name)
     return {"computeEnvironmentName": name, "computeEnvironmentArn": env.arn}
@@ -75,29 +139,57 @@ def all_compute_environments(conn: sqlite3.Connection) -> list[ComputeEnvironmen
     return [get_compute_environment(conn, name) for name in names]
 
 
+def _resources_detail(env: ComputeEnvironment) -> dict[str, Any]:
+    """computeResources as given (AWS's integer vCPUs as integers), with AWS's defaults."""
+    given = dict(env.spec.get("computeResources") or {})
+    if given.get("type", "LOCAL") == "LOCAL":
+        return {"type": "LOCAL", "minvCpus": 0, "maxvCpus": env.capacity.vcpus, "maxMemoryMiB": env.capacity.memory_mib}
+    for key in VCPU_KEYS:
+        if key in given:
+            given[key] = int(given[key])
+    if not str(given["type"]).startswith("FARGATE"):  # Fargate environments have no minimum or desired vCPUs
+        given.setdefault("minvCpus", 0)
+        given.setdefault("desiredvCpus", given["minvCpus"])
+    return given
+
+
+def compute_environment_detail(env: ComputeEnvironment) -> dict[str, Any]:
+    """describe-compute-environments' ComputeEnvironmentDetail; the capacity the engine uses under ``genobatch``."""
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, env.arn))
+    kind = str(env.spec.get("type", "MANAGED"))
+    detail: dict[str, Any] = {
+        "computeEnvironmentName": env.name,
+        "computeEnvironmentArn": env.arn,
+        "ecsClusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{env.name}_Batch_{uid}",
+        "tags": env.spec.get("tags", {}),
+        "type": kind,
+        "state": env.state,
+        "status": "VALID",
+        "statusReason": UNMANAGED_REASON if kind == "UNMANAGED" else HEALTHY,
+        "serviceRole": env.spec.get("serviceRole", SERVICE_ROLE),
+        "containerOrchestrationType": "ECS",
+        "uuid": uid,
+    }
+    if kind == "UNMANAGED":
+        detail["unmanagedvCpus"] = env.spec.get("unmanagedvCpus", 0)
+    else:
+        detail["computeResources"] = _resources_detail(env)
+    for key in ("eksConfiguration", "context", "ecsSettings"):
+        if key in env.spec:
+            detail[key] = env.spec[key]
+    detail["genobatch"] = {"capacity": {"vcpus": env.capacity.vcpus, "memoryMiB": env.capacity.memory_mib}}
+    return detail
+
+
 def describe_compute_environments(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     wanted = {name_from_arn(n) for n in request.get("computeEnvironments") or []}
-    out = []
-    for env in all_compute_environments(store.conn):
-        if wanted and env.name not in wanted:
-            continue
-        out.append(
-            {
-                "computeEnvironmentName": env.name,
-                "computeEnvironmentArn": env.arn,
-                "type": "MANAGED",
-                "state": env.state,
-                "status": "VALID",
-                "tags": env.spec.get("tags", {}),
-                "computeResources": {
-                    "type": "LOCAL",
-                    "minvCpus": 0,
-                    "maxvCpus": env.capacity.vcpus,
-                    "maxMemoryMiB": env.capacity.memory_mib,
-                },
-            }
-        )
-    return {"computeEnvironments": out}
+    return {
+        "computeEnvironments": [
+            compute_environment_detail(env)
+            for env in all_compute_environments(store.conn)
+            if not wanted or env.name in wanted
+        ]
+    }
 
 
 # --- job queues -------------------------------------------------------------------------------------------
@@ -120,6 +212,7 @@ def create_job_queue(store: Store, request: dict[str, Any]) -> dict[str, Any]:
             "each computeEnvironmentOrder entry needs an integer order and a computeEnvironment"
         ) from None
     state = _state(request.get("state"), "job queue")
+    faultinject.check_tags(request.get("tags"), "tags")
     with store.write() as conn:
         for env_name in names:
             get_compute_environment(conn, env_name)
@@ -176,6 +269,7 @@ def describe_job_queues(store: Store, request: dict[str, Any]) -> dict[str, Any]
 # --- job definitions --------------------------------------------------------------------------------------
 def register_job_definition(store: Store, request: dict[str, Any], min_timeout: int = 1) -> dict[str, Any]:
     JobDefinition.parse(request, 1, min_timeout)  # validate before taking the write lock
+    faultinject.check_tags(request.get("tags"), "tags")
     name = request["jobDefinitionName"]
     with store.write() as conn:
         row = conn.execute("SELECT max(revision) FROM job_definitions WHERE name=?", (name,)).fetchone()

@@ -24,7 +24,6 @@ import functools
 import gzip
 import inspect
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -56,8 +55,9 @@ LOCAL_EXTENSIONS = (
     ),
     Extension(
         "ComputeResource",
-        "type LOCAL caps this machine (registry.create_compute_environment): maxvCpus, which may be fractional, "
-        "and maxMemoryMiB, both optional",
+        "every type runs on this machine, capped by maxvCpus and the added maxMemoryMiB (registry._capacity); "
+        "type LOCAL (the default) may leave maxvCpus out (the whole machine) or give a fraction; AWS's types keep "
+        "AWS's whole vCPUs, and their other members (subnets, instanceTypes...) are echoed by describe",
         members={"maxvCpus": "Double", "maxMemoryMiB": "Integer"},
         optional=("type", "maxvCpus"),
     ),
@@ -88,6 +88,7 @@ LOCAL_EXTENSIONS = (
 
 # The local engine's own operations, in the model's format: submit-jobs submits a graph in one transaction.
 LOCAL_OPERATIONS = {"SubmitJobs": "SubmitJobsRequest"}
+LOCAL_HTTP = {"SubmitJobs": {"method": "POST", "requestUri": "/v1/genobatch/submitjobs"}}
 LOCAL_SHAPES: dict[str, dict[str, Any]] = {
     "SubmitJobsRequest": {"type": "structure", "required": ["jobs"], "members": {"jobs": {"shape": "SubmitJobsList"}}},
     "SubmitJobsList": {"type": "list", "member": {"shape": "SubmitJobRequest"}},
@@ -137,6 +138,7 @@ class ShapeModel:
     """The service model's input shapes with ``LOCAL_EXTENSIONS`` applied, and a validator walking them."""
 
     def __init__(self, service: Mapping[str, Any]) -> None:
+        self.service = service
         self.shapes: dict[str, dict[str, Any]] = {**service["shapes"], **LOCAL_SHAPES}
         self.operations: dict[str, str] = {
             name: operation["input"]["shape"]
@@ -196,23 +198,13 @@ class ShapeModel:
             if key in members and not (value is None and key in shape.get(_NULLABLE, ())):
                 self._check(value, members[key]["shape"], f"{name}.{key}", report)
 
-    def member_shape(self, operation: str, member: str) -> dict[str, Any] | None:
-        """The shape of one top-level member of an operation's request (None for an unknown member)."""
-        found = self.shapes[self.operations[operation]]["members"].get(member)
-        return None if found is None else self.shapes[found["shape"]]
-
-    def typed(self, text: str, shape_name: str) -> Any:
-        """A shorthand value (``key=text``) as the model types it, as the AWS CLI reads shorthand."""
-        kind = self.shapes[shape_name]["type"]
-        if kind in ("integer", "long") and re.fullmatch(r"-?\d+", text):
-            return int(text)
-        if kind in ("double", "float") and re.fullmatch(r"-?\d+(\.\d*)?", text):
-            return int(text) if text.lstrip("-").isdigit() else float(text)
-        if kind == "boolean" and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        if kind == "list":
-            return [self.typed(text, self.shapes[shape_name]["member"]["shape"])]
-        return text  # a string, or a value validation then refuses with its type
+    def service_description(self) -> dict[str, Any]:
+        """The service model with the extensions applied, in botocore's format (for ``botocore.model.ServiceModel``:
+        the CLI reads arguments with it as the AWS CLI does)."""
+        operations = dict(self.service["operations"])
+        for name, shape in LOCAL_OPERATIONS.items():
+            operations[name] = {"name": name, "http": LOCAL_HTTP[name], "input": {"shape": shape}}
+        return {**self.service, "operations": operations, "shapes": self.shapes}
 
 
 def _has_type(value: object, kind: str, name: str, report: _Report) -> bool:
@@ -281,20 +273,6 @@ def shape_model() -> ShapeModel:
 def validate(operation: str, request: Mapping[str, Any]) -> None:
     """Check one request to ``operation`` (``SubmitJob``...) against AWS Batch's shapes and ``LOCAL_EXTENSIONS``."""
     shape_model().validate(operation, request)
-
-
-def from_shorthand(operation: str, member: str, pairs: dict[str, str]) -> dict[str, Any]:
-    """Shorthand ``key=value`` pairs for a request member, typed from the model as the AWS CLI types them:
-    ``size=3`` is an integer, ``jobId=123`` stays a string, ``values=a*`` is a list. Unknown keys are left
-    for validation to refuse."""
-    model = shape_model()
-    shape = model.member_shape(operation, member)
-    if shape is not None and shape["type"] == "list":  # ``--depends-on jobId=A jobId=B``: each entry
-        shape = model.shapes[shape["member"]["shape"]]
-    if shape is None or shape["type"] != "structure":
-        return dict(pairs)
-    members = shape["members"]
-    return {key: model.typed(text, members[key]["shape"]) if key in members else text for key, text in pairs.items()}
 
 
 P = ParamSpec("P")

@@ -10,10 +10,12 @@ import json
 import sqlite3
 from typing import Any
 
+from . import faultinject
 from .admission import Pool, why_waiting
 from .errors import ClientException
 from .jobs import active_attempts, child_status_counts
 from .model import (
+    JobQueue,
     JobStatus,
     Resources,
     arn,
@@ -38,7 +40,26 @@ def current_pools(conn: sqlite3.Connection) -> dict[str, Pool]:
     return pools
 
 
-def _waiting_reason(conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bool) -> str | None:
+class Capacity:
+    """The pools and queues that RUNNABLE jobs' reasons read, read once per describe-jobs call (up to 100 jobs)
+    instead of once per job: each read of the pools lists every running attempt."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, Pool] | None = None
+        self.queues: dict[str, JobQueue] = {}
+
+    def own_pools(self, conn: sqlite3.Connection, queue_name: str) -> list[Pool]:
+        if self.pools is None:
+            self.pools = current_pools(conn)
+        if queue_name not in self.queues:
+            self.queues[queue_name] = get_job_queue(conn, queue_name)
+        pools = self.pools
+        return [pools[name] for name in self.queues[queue_name].compute_environments if name in pools]
+
+
+def _waiting_reason(
+    conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bool, capacity: Capacity | None = None
+) -> str | None:
     status = JobStatus(row["status"])
     if status is JobStatus.PENDING and row["array_size"] is None:
         waiting = [
@@ -59,13 +80,36 @@ def _waiting_reason(conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bo
         return reason
     if not engine_alive:
         return NO_ENGINE
-    pools = current_pools(conn)
-    queue = get_job_queue(conn, row["queue"])
+    if stuck := faultinject.waiting_reason(row["container"]):
+        return stuck
+    own = (capacity or Capacity()).own_pools(conn, row["queue"])
     ahead = conn.execute(
         "SELECT count(*) FROM jobs WHERE status='RUNNABLE' AND queue=? AND seq < ?", (row["queue"], row["seq"])
     ).fetchone()[0]
-    own = [pools[name] for name in queue.compute_environments if name in pools]
     return why_waiting(Resources(row["vcpus"], row["memory_mib"]), own, ahead)
+
+
+def last_change(conn: sqlite3.Connection) -> int:
+    """Where the change log (``events``, one row per status change, never deleted) ends now."""
+    return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+
+
+def changed_jobs(store: Store, after: int) -> tuple[list[sqlite3.Row], int]:
+    """The jobs whose status changed after change ``after`` (their id, status, statusReason and exit code), and
+    where the change log ends: an incremental read, costing what changed, not what exists."""
+    with store.read() as conn:
+        changes = conn.execute("SELECT rowid, job_id FROM events WHERE rowid > ? ORDER BY rowid", (after,)).fetchall()
+        rows = [
+            row
+            for job_id in dict.fromkeys(change[1] for change in changes)
+            if (
+                row := conn.execute(
+                    "SELECT id, status, status_reason, exit_code, created_at FROM jobs WHERE id=?", (job_id,)
+                ).fetchone()
+            )
+            is not None
+        ]
+    return rows, changes[-1][0] if changes else after
 
 
 def _attempt_json(row: sqlite3.Row, log_stream: str) -> dict[str, Any]:
@@ -98,7 +142,9 @@ def log_stream_name(row: sqlite3.Row, attempt: int) -> str:
     return f"{row['definition'].split(':')[0]}/default/{row['id']}/{attempt}"
 
 
-def job_detail(conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bool) -> dict[str, Any]:
+def job_detail(
+    conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bool, capacity: Capacity | None = None
+) -> dict[str, Any]:
     request = json.loads(row["request"])
     attempts = conn.execute("SELECT * FROM attempts WHERE job_id=? ORDER BY number", (row["id"],)).fetchall()
     finished = [a for a in attempts if a["stopped_at"] is not None]
@@ -110,7 +156,7 @@ def job_detail(conn: sqlite3.Connection, row: sqlite3.Row, engine_alive: bool) -
         "jobId": row["id"],
         "jobQueue": arn("job-queue", row["queue"]),
         "status": row["status"],
-        "statusReason": _waiting_reason(conn, row, engine_alive),
+        "statusReason": _waiting_reason(conn, row, engine_alive, capacity),
         "createdAt": row["created_at"],
         "jobDefinition": arn("job-definition", row["definition"]),
         "parameters": request.get("parameters", {}),
@@ -157,11 +203,12 @@ def describe_jobs(store: Store, job_ids: list[str], engine_alive: bool) -> dict[
     if not isinstance(job_ids, list) or len(job_ids) > MAX_DESCRIBE:
         raise ClientException(f"jobs must be a list of at most {MAX_DESCRIBE} job ids")
     out = []
+    capacity = Capacity()
     with store.read() as conn:
         for job_id in job_ids:
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (name_from_arn(job_id),)).fetchone()
             if row is not None:  # AWS silently leaves unknown ids out
-                out.append(job_detail(conn, row, engine_alive))
+                out.append(job_detail(conn, row, engine_alive, capacity))
     return {"jobs": out}
 
 

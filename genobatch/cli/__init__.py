@@ -14,7 +14,7 @@ from genobatch.batch.errors import EnvironmentFault
 from genobatch.batch.store import STATE_DIR_ENV, default_state_dir
 from genobatch.problems import InputError
 
-from . import aws, batch, engine, images, run, runs, steps
+from . import aws, batch, engine, images, run, runs, serve, steps
 from .awsargs import EXIT_CLIENT_ERROR, EXIT_USAGE, UsageError
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_parser(subparsers, common)
     run.add_parser(subparsers, common)
     runs.add_parser(subparsers, common)
+    serve.add_parser(subparsers, common)
     steps.add_parser(subparsers, common)
     images.add_parser(subparsers, common)
     aws.add_parser(subparsers, common)
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
             code = steps.run(args)
         elif args.command == "runs":
             code = runs.run(args)
+        elif args.command == "serve":
+            code = serve.run(args)
         elif args.command == "aws":
             code = aws.run(args)
         else:

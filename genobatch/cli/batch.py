@@ -3,102 +3,66 @@
 from __future__ import annotations
 
 import argparse
-import json
+import difflib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from genobatch.batch import BatchClient, shapes
+from genobatch.batch import BatchClient
 from genobatch.batch.errors import ParamValidationError
 from genobatch.batch.model import TERMINAL_NAMES, JobStatus
 
-from .awsargs import Field, UsageError, add_fields, build_request
+from .awsargs import EXIT_USAGE, UsageError, add_operation_flags, build_request, print_response
 
 NO_AUTOSTART_ENV = "GENOBATCH_NO_AUTOSTART"
 
-# verb -> (AWS operation name, request fields, BatchClient method)
-VERBS: dict[str, tuple[str, list[Field]]] = {
-    "create-compute-environment": (
-        "CreateComputeEnvironment",
-        [
-            Field("computeEnvironmentName"),
-            Field("type"),
-            Field("state"),
-            Field("computeResources", "struct", "local caps: type=LOCAL,maxvCpus=N,maxMemoryMiB=M"),
-            Field("tags", "map"),
-        ],
-    ),
-    "describe-compute-environments": ("DescribeComputeEnvironments", [Field("computeEnvironments", "list")]),
-    "create-job-queue": (
-        "CreateJobQueue",
-        [
-            Field("jobQueueName"),
-            Field("state"),
-            Field("priority", "int"),
-            Field("computeEnvironmentOrder", "structs", "order=1,computeEnvironment=local ..."),
-            Field("tags", "map"),
-        ],
-    ),
-    "describe-job-queues": ("DescribeJobQueues", [Field("jobQueues", "list")]),
-    "register-job-definition": (
-        "RegisterJobDefinition",
-        [
-            Field("jobDefinitionName"),
-            Field("type"),
-            Field("parameters", "map"),
-            Field("containerProperties", "struct"),
-            Field("retryStrategy", "struct"),
-            Field("timeout", "struct"),
-            Field("tags", "map"),
-        ],
-    ),
-    "describe-job-definitions": (
-        "DescribeJobDefinitions",
-        [Field("jobDefinitions", "list"), Field("jobDefinitionName"), Field("status")],
-    ),
-    "submit-job": (
-        "SubmitJob",
-        [
-            Field("jobName"),
-            Field("jobQueue"),
-            Field("jobDefinition"),
-            Field("parameters", "map"),
-            Field("containerOverrides", "struct"),
-            Field("dependsOn", "structs", "jobId=ID[,type=N_TO_N] ... or type=SEQUENTIAL"),
-            Field("arrayProperties", "struct", "size=N"),
-            Field("retryStrategy", "struct"),
-            Field("timeout", "struct"),
-            Field("tags", "map"),
-        ],
-    ),
-    "submit-jobs": ("SubmitJobs", [Field("jobs", "json", "a JSON list of submit-job requests (genobatch)")]),
-    "describe-jobs": ("DescribeJobs", [Field("jobs", "list")]),
-    "list-jobs": (
-        "ListJobs",
-        [
-            Field("jobQueue"),
-            Field("jobStatus"),
-            Field("arrayJobId"),
-            Field("filters", "structs"),
-            Field("maxResults", "int"),
-            Field("nextToken"),
-        ],
-    ),
-    "cancel-job": ("CancelJob", [Field("jobId"), Field("reason")]),
-    "terminate-job": ("TerminateJob", [Field("jobId"), Field("reason")]),
-}
+# The verbs of ``aws batch`` that the local engine serves (plus genobatch's submit-jobs); each one's flags are
+# its operation's input members (awsargs.add_operation_flags), as the AWS CLI makes them.
+VERBS = (
+    "create-compute-environment",
+    "describe-compute-environments",
+    "create-job-queue",
+    "describe-job-queues",
+    "register-job-definition",
+    "describe-job-definitions",
+    "submit-job",
+    "submit-jobs",
+    "describe-jobs",
+    "list-jobs",
+    "cancel-job",
+    "terminate-job",
+)
 SUBMITTING = ("submit-job", "submit-jobs")
+
+
+class VerbParser(argparse.ArgumentParser):
+    """A verb's parser: a malformed command line (an unknown or misspelt flag too) exits 252 as the AWS CLI does,
+    naming the flag meant where one is close. Without it argparse hands unknown flags to the top parser (exit 2)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            flags = [option for action in self._actions for option in action.option_strings]
+            unknown = [word for word in extras if word.startswith("-")]
+            close = difflib.get_close_matches(unknown[0], flags, n=1) if unknown else []
+            self.error(f"Unknown options: {', '.join(extras)}" + (f" (did you mean {close[0]}?)" if close else ""))
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"usage: {self.prog} [flags] (see --help)\n{self.prog}: error: {message}\n")
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     batch = subparsers.add_parser("batch", help="AWS Batch's verbs on the local engine", parents=[common])
-    verbs = batch.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb, (_, fields) in VERBS.items():
+    verbs = batch.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
+    for verb in VERBS:
         parser = verbs.add_parser(verb, parents=[common], help=f"as `aws batch {verb}`")
-        add_fields(parser, fields)
+        add_operation_flags(parser, operation_name(verb))
         if verb in SUBMITTING:
             parser.add_argument(
                 "--no-engine",
@@ -121,12 +85,10 @@ def run(args: argparse.Namespace, client_for: Callable[[bool], BatchClient]) -> 
         return _logs(client_for(False), args)
     if args.verb == "wait":
         details = client_for(False).wait(args.job_ids, timeout=args.timeout)
-        _print(
-            {"jobs": [{"jobId": d["jobId"], "status": d["status"], "statusReason": d["statusReason"]} for d in details]}
-        )
+        summary = [{"jobId": d["jobId"], "status": d["status"], "statusReason": d["statusReason"]} for d in details]
+        print_response("Wait", {"jobs": summary}, None, "json")
         return 0 if all(d["status"] == JobStatus.SUCCEEDED.value for d in details) else 1
-    operation, fields = VERBS[args.verb]
-    request = build_request(args, fields, lambda member, pairs: shapes.from_shorthand(operation, member, pairs))
+    request = build_request(args, operation_name(args.verb))
     autostart = (
         args.verb in SUBMITTING and not getattr(args, "no_engine", False) and not os.environ.get(NO_AUTOSTART_ENV)
     )
@@ -136,17 +98,13 @@ def run(args: argparse.Namespace, client_for: Callable[[bool], BatchClient]) -> 
         response = method(**request)
     except ParamValidationError as exc:  # botocore's refusal before sending: the AWS CLI exits 252 for it
         raise UsageError(str(exc)) from None
-    _print(response)
+    print_response(operation_name(args.verb), response, args.query, args.output)
     return 0
 
 
 def operation_name(verb: str) -> str:
-    return VERBS[verb][0] if verb in VERBS else verb
-
-
-def _print(response: dict[str, Any]) -> None:
-    json.dump(response, sys.stdout, indent=4)
-    sys.stdout.write("\n")
+    """``submit-job`` -> ``SubmitJob`` (AWS's operation name); other words are returned as they are."""
+    return "".join(part.title() for part in verb.split("-")) if verb in VERBS else verb
 
 
 def _logs(client: BatchClient, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import shlex
 import signal
 import sqlite3
@@ -233,12 +234,19 @@ def options(args: argparse.Namespace) -> Options:
     )
 
 
+def _print_watch(work_dir: Path, run_id: str) -> None:
+    """The one command that opens the dashboard on this run, once its inputs held (a refused run has none)."""
+    print(f"Watch: genobatch serve --work-dir {shlex.quote(str(work_dir))} --run {run_id} --open", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.regions < 0:
         return bad_input(InputError([Problem(Path("--regions"), None, "--regions must be >= 0", REGIONS_FIX)]))
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or kill's TERM: stop as Ctrl-C does, report first
     try:
-        return Run(options(args)).execute()
+        return Run(
+            dataclasses.replace(options(args), on_start=functools.partial(_print_watch, args.work_dir))
+        ).execute()
     except InputError as exc:
         return bad_input(exc)
     except ClientException as exc:  # e.g. --max-cpus above what this machine has

@@ -12,7 +12,7 @@ This module imports nothing heavy (no engine, no boto3): executors are loaded on
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields
 
 from genobatch.batch.model import MAX_ARRAY_SIZE, MAX_DEPENDS_ON, ExitReason, JobStatus, Mount
@@ -124,6 +124,11 @@ class Backend(ABC):
     @abstractmethod
     def poll(self, job_ids: Sequence[str]) -> list[JobState]:
         """The current state of these jobs (array children are ``<id>:<index>``)."""
+
+    def poll_changed(self, job_ids: Collection[str]) -> list[JobState]:
+        """The states of those of these jobs that may have changed since this backend last reported them (each
+        job at least once): the driver's per-poll work then follows the changes, not the jobs. By default, all."""
+        return self.poll(list(job_ids))
 
     @abstractmethod
     def cancel(self, job_ids: Sequence[str], reason: str) -> None:

@@ -7,16 +7,18 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genobatch.batch.client import BatchClient
 from genobatch.batch.daemon import engine_pid
+from genobatch.batch.endpoint_service import EndpointService, EndpointUnavailable
 from genobatch.batch.engine import Engine
 from genobatch.batch.engine import Settings as EngineSettings
 from genobatch.batch.errors import EngineFailed, EngineLockedError
@@ -26,7 +28,7 @@ from genobatch.batch.model import ExitReason, JobStatus
 from genobatch.batch.registry import DEFAULT_JOB_QUEUE
 from genobatch.batch.runtime import Runtime
 from genobatch.batch.store import Store, resolve_state_dir
-from genobatch.batch.views import MAX_DESCRIBE
+from genobatch.batch.views import MAX_DESCRIBE, changed_jobs, last_change
 from genobatch.problems import InputError, Problem
 from genobatch.storage import s3 as storage
 
@@ -35,6 +37,8 @@ from .base import Executor, RunContext, task_file_name
 from .contract import AttemptState, Backend, Capabilities, JobSpec, JobState
 from .publish import inside, local_state, publish_file
 from .task import Task, cache_path, runner_spec, task_dir
+
+log = logging.getLogger("genobatch.executors.local")
 
 
 @dataclass
@@ -119,7 +123,8 @@ def submit_request(spec: JobSpec, queue: str, definition: str) -> dict[str, Any]
 
 class LocalBackend(Backend):
     """The embedded engine. ``engine``: "thread" runs it in this process, "background" starts (or reuses) a
-    detached engine process, "none" leaves running it to someone else."""
+    detached engine process, "none" leaves running it to someone else. An engine in this process serves the
+    AWS Batch endpoint too (``endpoint``: its URL in ``<state>/endpoint.json``)."""
 
     capabilities = Capabilities(name="local")
 
@@ -130,6 +135,7 @@ class LocalBackend(Backend):
         engine: str = "thread",
         settings: EngineSettings | None = None,
         runtime: Runtime | None = None,
+        endpoint: bool = True,
     ) -> None:
         self.queue = queue
         self._definitions: dict[str, str] = {}
@@ -137,6 +143,8 @@ class LocalBackend(Backend):
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None  # why the engine thread ended, if it did
         self._closing = False
+        self._changes_read: int | None = None  # how far poll_changed has read the engine's change log
+        self._endpoint: EndpointService | None = None
         if engine == "thread":
             state = resolve_state_dir(state_dir)
             holder = engine_pid(state)
@@ -148,6 +156,11 @@ class LocalBackend(Backend):
         if self._engine is not None:
             self._thread = threading.Thread(target=self._run_engine, name="genobatch-engine", daemon=True)
             self._thread.start()
+            if endpoint:
+                try:
+                    self._endpoint = EndpointService(self.client.state_dir, wake=self._engine.wake).start()
+                except EndpointUnavailable as exc:  # the run needs no endpoint: say so and go on
+                    log.warning("genobatch: %s; running without it", exc)
 
     def _run_engine(self) -> None:
         assert self._engine is not None
@@ -189,6 +202,8 @@ class LocalBackend(Backend):
                 self._definitions[name] = f"{name}:{existing[-1]['revision']}"
             else:
                 self._definitions[name] = f"{name}:{self.client.register_job_definition(**definition)['revision']}"
+        if self._changes_read is None:  # before its first job: poll_changed reads the change log from here
+            self._changes_read = last_change(self.client.store.conn)
         job_id: str = self.client.submit_job(**submit_request(spec, self.queue, self._definitions[name]))["jobId"]
         if self._engine is not None:
             self._engine.wake()
@@ -202,6 +217,22 @@ class LocalBackend(Backend):
                 states.extend(state_from_detail(detail) for detail in details)
         return states
 
+    def poll_changed(self, job_ids: Collection[str]) -> list[JobState]:
+        """Read the engine's change log from where the last call stopped (``views.changed_jobs``): unfinished jobs
+        get their status only, ended ones their whole record (attempts), as ``poll`` gives it."""
+        with self._engine_working():
+            rows, self._changes_read = changed_jobs(self.client.store, self._changes_read or 0)
+            wanted = [row for row in rows if row["id"] in job_ids]
+            ended = [row["id"] for row in wanted if JobStatus(row["status"]).is_terminal]
+            states = [
+                JobState(
+                    row["id"], JobStatus(row["status"]), row["status_reason"], row["exit_code"], [], row["created_at"]
+                )
+                for row in wanted
+                if not JobStatus(row["status"]).is_terminal
+            ]
+        return states + self.poll(ended)
+
     def cancel(self, job_ids: Sequence[str], reason: str) -> None:
         for job_id in job_ids:
             self.client.terminate_job(jobId=job_id, reason=reason)
@@ -210,6 +241,8 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self._closing = True
+        if self._endpoint is not None:
+            self._endpoint.close()
         if self._engine is not None and self._thread is not None:
             self._engine.request_stop(drain=False)
             self._thread.join(timeout=30)

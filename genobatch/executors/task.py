@@ -20,6 +20,7 @@ from typing import Any
 
 KEY_VERSION = "2"  # bump when the meaning of a task changes in a way the templates do not show
 HOST = "host"  # a task's image when it runs with this machine's own tools
+_ENCODE = json.JSONEncoder(sort_keys=True).encode  # what json.dumps(value, sort_keys=True) makes
 
 
 @dataclass
@@ -55,32 +56,41 @@ class Task:
     key: str = ""
 
     def compute_key(self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]) -> str:
-        material = {
-            "v": KEY_VERSION,
-            "step": self.step,
-            "pipes": [p.to_json() for p in self.pipes],
-            "outputs": self.outputs,
-            "builtin": self.builtin,
-            **({"lists": self.lists} if self.lists else {}),  # (absent: the keys of tasks without lists stay)
-            "tools": {t: versions.get(t, "?") for t in self.tools},
-            "upstream": {name: upstream_keys[name] for name in self.upstream},
-            "files": file_hashes,
-        }
-        self.key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+        self.keyed(upstream_keys, file_hashes, versions)
         return self.key
 
-    def explain_material(
-        self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]
-    ) -> dict[str, Any]:
-        """What the key is made of, by name, so ``--explain`` can say which part changed."""
+    def keyed(self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]) -> dict[str, Any]:
+        """Set the task's key; returns what it is made of, by name, so ``--explain`` can say which part changed.
+        The key is the SHA-256 of ``json.dumps(material, sort_keys=True)`` of ``before`` and ``after`` with
+        ``pipes`` between them, written so that the commands are encoded once for both (planning 10,000 samples
+        keys 80,000 tasks)."""
+        encode = _ENCODE
+        pipes = [encode(p.to_json()) for p in self.pipes]
+        before = {"builtin": self.builtin, "files": file_hashes, "outputs": self.outputs}  # the keys before "pipes"
+        if self.lists:  # (absent: the keys of tasks without lists stay)
+            before["lists"] = self.lists
+        after = {  # and after it
+            "step": self.step,
+            "tools": {t: versions.get(t, "?") for t in self.tools},
+            "upstream": {name: upstream_keys[name] for name in self.upstream},
+            "v": KEY_VERSION,
+        }
+        material = encode(before)[:-1] + ', "pipes": [' + ", ".join(pipes) + "], " + encode(after)[1:]
+        self.key = hashlib.sha256(material.encode()).hexdigest()[:32]
+        builtin, lists = encode(self.builtin), encode(self.lists)
+        command = "[" + ", ".join([*pipes, builtin, lists]) + "]"
         return {
-            "command": hashlib.sha256(
-                json.dumps([p.to_json() for p in self.pipes] + [self.builtin, self.lists], sort_keys=True).encode()
-            ).hexdigest()[:12],
+            "command": hashlib.sha256(command.encode()).hexdigest()[:12],
             **{f"tool {t}": versions.get(t, "?") for t in self.tools},
             **{f"input {name}": upstream_keys[name][:12] for name in self.upstream},
             **{f"file {path.name}": digest[:12] for path, digest in zip(self.files, file_hashes, strict=True)},
         }
+
+    def explain_material(
+        self, upstream_keys: dict[str, str], file_hashes: list[str], versions: dict[str, str]
+    ) -> dict[str, Any]:
+        """What the key is made of, by name (``keyed``, which also sets the key)."""
+        return self.keyed(upstream_keys, file_hashes, versions)
 
 
 def java_heap_mib(memory_mib: int) -> int:
@@ -100,7 +110,7 @@ PLACEHOLDER = re.compile(r"\{(in|file):([^{}]+)\}")  # {in:TASK} and {file:N}, r
 def task_dir(cache: Path, key: str) -> Path:
     """A task's own directory: its output and the partial output of attempts (a container's only writable
     mount, so that the output can be renamed into place inside the container)."""
-    return cache / key[:2] / key
+    return cache / f"{key[:2]}/{key}"
 
 
 def cache_path(cache: Path, key: str) -> Path:

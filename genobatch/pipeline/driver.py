@@ -68,20 +68,33 @@ class Driver:
         cached_per_step: Counter[str],
         on_end: Callable[[Task, JobState], None],
     ) -> None:
-        counts: dict[str, Counter[str]] = {}
-        while len(ended) < len(children):
-            states = {s.job_id: s for s in self.backend.poll([c for c in children if c not in ended])}
-            for child, state in states.items():
+        """Poll until every child ended. Per poll, the work follows the changes (``Backend.poll_changed``): the
+        counts are kept up to date from the states that changed, never recounted over all children."""
+        counts = self._initial_counts(cached_per_step, children)
+        pending = set(children)
+        bucket = dict.fromkeys(children, "waiting")  # the count each unfinished child is in
+        while pending:
+            for state in self.backend.poll_changed(pending):
+                child = state.job_id
+                if child not in pending:
+                    continue
+                task = children[child]
+                counts[task.step][bucket[child]] -= 1
                 if state.done:
                     ended[child] = state.status is JobStatus.SUCCEEDED
-                    self._record(state, children[child])
-                    on_end(children[child], state)
-            counts = self._counts(cached_per_step, children, states, ended)
-            self.progress.update(counts)
+                    pending.discard(child)
+                    del bucket[child]
+                    counts[task.step]["done" if ended[child] else "failed"] += 1
+                    self._record(state, task)
+                    on_end(task, state)
+                else:
+                    bucket[child] = "running" if state.status in ACTIVE_STATUSES else "waiting"
+                    counts[task.step][bucket[child]] += 1
+            self.progress.update({step: +c for step, c in counts.items()})  # a copy: the display reads it live
             self._warn_stuck()
-            if len(ended) < len(children):
+            if pending:
                 time.sleep(POLL_SECONDS)
-        if counts:  # an empty wave (all of it cached) leaves the earlier waves' counts as they are
+        if children:  # an empty wave (all of it cached) leaves the earlier waves' counts as they are
             self.history = {step: Counter({k: c[k] for k in ("done", "failed")}) for step, c in counts.items()}
 
     def _submit(self, jobs: list[Job], job_of_key: dict[str, Job], by_name: dict[str, Task]) -> None:
@@ -141,18 +154,11 @@ class Driver:
                 self.warned.add(stuck.job_id)
                 print(f"genobatch: waiting: {stuck}", file=sys.stderr)
 
-    def _counts(
-        self, cached: Counter[str], children: dict[str, Task], states: dict[str, JobState], ended: dict[str, bool]
-    ) -> dict[str, Counter[str]]:
-        """Tasks per step and state, with earlier waves', for the progress display (``cached``: per step)."""
+    def _initial_counts(self, cached: Counter[str], children: dict[str, Task]) -> dict[str, Counter[str]]:
+        """Tasks per step and state before the wave's first poll, with earlier waves' (``cached``: per step)."""
         counts: dict[str, Counter[str]] = {step: Counter(c) for step, c in self.history.items()}
         for step, n in cached.items():
             counts.setdefault(step, Counter())["cached"] = n
-        for child, task in children.items():
-            per_state = counts.setdefault(task.step, Counter())
-            if child in ended:
-                per_state["done" if ended[child] else "failed"] += 1
-            else:
-                state = states.get(child)
-                per_state["running" if state and state.status in ACTIVE_STATUSES else "waiting"] += 1
+        for task in children.values():
+            counts.setdefault(task.step, Counter())["waiting"] += 1
         return counts

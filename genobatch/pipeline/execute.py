@@ -11,12 +11,15 @@ What runs is decided by the step declarations (``library``), planned by ``planne
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
 import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ from . import estimate, preflight
 from .declarations import Step
 from .describe import describe_plan, explain
 from .driver import Driver
-from .inputs import FastaFacts, FileFacts, check_fasta, check_inputs, parse_sample_sheet
+from .inputs import FastaFacts, FileFacts, batches_kind, check_fasta, check_inputs, parse_sample_sheet
 from .library import Library, needs
 from .planner import Graph, Limits, Params, Planner, RunInputs
 from .progress import Progress
@@ -70,6 +73,25 @@ class Options:
     steps: list[Path] = field(default_factory=list)  # the user's own step declarations (files or folders)
     settings: Path | None = None  # per-step settings (cpus, memory, time, args)
     command: str = ""  # the command line, for the report and `genobatch runs`
+    on_start: Callable[[str], None] | None = None  # told the run's name once its inputs held, before any job
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """Python's cycle collector paused: planning makes millions of objects and keeps them (10,000 samples: 80,000
+    tasks), so each of its passes over them frees nothing: they took over a quarter of the planning time. Then
+    they are frozen (``gc.freeze``): they live as long as the run, and the collector, back on, does not go
+    over them again (its first passes would, for about a second). Reference counting still frees what is
+    dropped; only cycles among them would wait for the end of the process (a dropped plan leaves a few hundred
+    objects in cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.freeze()
+            gc.enable()
 
 
 class Run:
@@ -92,6 +114,10 @@ class Run:
     # --- planning -----------------------------------------------------------------------------------------
     def plan(self) -> Plan:
         """Check all inputs (raises InputError) and work out what must run."""
+        with no_collection(), self.facts.unchanging():
+            return self._plan()
+
+    def _plan(self) -> Plan:
         self._check_extras()
         self.library = library = self.library or Library.load(self.o.steps)
         steps = library.select(self.o.tools, self.o.skip_tools)
@@ -102,7 +128,8 @@ class Run:
         problems += preflight.check_resources(steps, self.o.max_memory_mib, settings)
         samples, sheet_problems = parse_sample_sheet(sheet)
         fasta = self._reference(reference, problems)
-        counts = check_inputs(sheet, samples, self.facts, problems + sheet_problems)
+        batch_bases = [step.batch_bases for step in steps if step.scatter == "chunk"]
+        counts = check_inputs(sheet, samples, self.facts, problems + sheet_problems, batch_bases)
         self.runtime = runtimes.choose(self.o.runtime, needs(steps, library.image_names))
         self._executor = self._open_executor(self.runtime)
         refused = [(step, self.executor.refuse_image(step.image)) for step in steps]
@@ -167,7 +194,7 @@ class Run:
 
     def _chunks(self, first: Path, second: Path | None, reads: int, batch_bases: int) -> list[int]:
         """Reads per chunk of a lane, cut at the aligner's batch boundaries (remembered per file)."""
-        kind = f"bwa_batches:{batch_bases}:{second.resolve() if second else ''}"
+        kind = batches_kind(batch_bases, self.facts.resolve(second) if second else None)
         batches = self.facts.get(first, kind)
         if batches is None:
             batches = chunks.bwa_batches(first, second, batch_bases)
@@ -182,8 +209,8 @@ class Run:
         for task in tasks:  # tasks come in dependency order
             hashes = [self.facts.sha256(path) for path in task.files]
             ups = {name: keys[name] for name in task.upstream}
-            keys[task.name] = task.compute_key(ups, hashes, versions)
-            material[task.name] = task.explain_material(ups, hashes, versions)
+            material[task.name] = task.keyed(ups, hashes, versions)
+            keys[task.name] = task.key
         return material
 
     def workflow(self, plan: Plan) -> Workflow:
@@ -195,17 +222,20 @@ class Run:
         """Returns the exit code: 0 when every sample succeeded, 1 otherwise, 130 when interrupted. Bad input
         raises InputError."""
         started = time.time()
-        plan = self.plan()
-        self.last_plan = plan
-        preview = plan.copy()  # with the tasks over all samples, as if every sample succeeds
-        self.workflow(preview).add_summary({s for t in plan.tasks if (s := t.sample) is not None})
+        with no_collection():
+            plan = self.plan()
+            self.last_plan = plan
+            preview = plan.copy()  # with the tasks over all samples, as if every sample succeeds
+            self.workflow(preview).add_summary({s for t in plan.tasks if (s := t.sample) is not None})
         self._tell_damaged(preview.tasks)
         assert self.runtime is not None
         print(f"Runtime: {self.runtime.describe()}")
         if self.o.explain:
             print("\n".join(explain(preview, self.work / "index.json")) or "Nothing to run: every task is cached.")
         if self.o.dry_run:
-            print("\n".join(describe_plan(preview, self.executor.capabilities.max_array_size, self.o.verbose)))
+            with no_collection():
+                described = describe_plan(preview, self.executor.capabilities.max_array_size, self.o.verbose)
+            print("\n".join(described))
             rates, source = estimate.load_rates(self.work / "rates.json", {s.name: s.rate for s in plan.steps})
             seconds = estimate.vcpu_seconds(preview.needed, preview.sample_mb, rates)
             print("\n".join(estimate.cost_lines(seconds, self.executor.prices(), source)))
@@ -213,6 +243,8 @@ class Run:
         if not preview.needed:
             print(f"Nothing to run: every output of the {len(preview.tasks)} tasks is cached or not needed.")
         live = self.o.live_progress if preview.needed else False  # no empty live table when all is cached
+        if self.o.on_start is not None:
+            self.o.on_start(self.run_id)
         return self._run(plan, started, live)
 
     def _tell_damaged(self, tasks: list[Task]) -> None:

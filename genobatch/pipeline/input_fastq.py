@@ -22,9 +22,13 @@ Each rule stands for a failure (or a wrong result) seen with the tools the steps
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
+import operator
 import re
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,11 +73,12 @@ class FastqFacts:
             return None
 
 
-def name_problem(path: Path) -> tuple[str, str] | None:
+def name_problem(path: Path, gzip: bool | None = None) -> tuple[str, str] | None:
     """FastQC decides by the name whether a file is gzip and names its report after the file without .gz,
     .bz2, .txt, .fastq, .fq, .csfastq, .sam or .bam (then reads .sam/.bam as such); the fastqc step expects
-    the name without .gz, .fastq, .fq. Only these names agree (checked with FastQC 0.11.9)."""
-    name, gzip = path.name, is_gzip(path)
+    the name without .gz, .fastq, .fq. Only these names agree (checked with FastQC 0.11.9). ``gzip``: whether
+    the file is, when known (else it is looked at)."""
+    name, gzip = path.name, is_gzip(path) if gzip is None else gzip
     lower = name.lower()
     stem = re.sub(r"(\.(fastq|fq|txt|csfastq|sam|bam|gz|bz2))+$", "", name, flags=re.IGNORECASE) or name
     rename = f"rename it to {stem}{'.fastq.gz' if gzip else '.fastq'}"
@@ -88,17 +93,41 @@ def name_problem(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def check_fastq_file(path: Path) -> FastqFacts:
-    """Read the whole file once; raises BadFastq (or Unreadable, OSError)."""
-    facts, sha256 = check_whole_file(path, FastqCheck(), BadFastq)
+def check_fastq_file(path: Path, lengths: array[int] | None = None) -> FastqFacts:
+    """Read the whole file once; raises BadFastq (or Unreadable, OSError). ``lengths``, if given, gets each
+    read's number of bases: where the aligner's batches end (``chunks.batches_of``), with no second read."""
+    facts, sha256 = check_whole_file(path, FastqCheck(lengths), BadFastq)
     facts.sha256 = sha256
     return facts
+
+
+def bwa_batches_of(first: Iterable[int], second: Iterable[int] | None, batch_bases: int) -> list[int]:
+    """``chunks.bwa_batches`` from the reads' lengths (R1's, and R2's for pairs) that a check recorded, so that
+    planning a lane's chunks reads nothing again: reads (pairs) in each batch ``bwa mem -K batch_bases`` reads,
+    as bwa 0.7.17's bseq_read() ends one after the first pair at which the bases read reach ``batch_bases`` and
+    an even number of sequences has been read. Found by bisecting the running total of bases, a batch at a time
+    (10 million reads have a few hundred batches). The tests prove it equal to ``chunks.bwa_batches``, which
+    stays as it is: it goes into the tool images, with the job runner, for reads cut when their task runs."""
+    sizes = map(operator.add, first, second) if second is not None else iter(first)
+    total = array("Q", itertools.accumulate(sizes))
+    batches, start, base = [], 0, 0
+    while start < len(total):
+        end = bisect.bisect_left(total, base + batch_bases, lo=start)  # the read at which the batch is full
+        if second is None and (end - start) % 2 == 0:  # single-end: an odd number of reads so far; one more
+            end += 1
+        if end >= len(total):
+            batches.append(len(total) - start)
+            break
+        batches.append(end - start + 1)
+        base, start = total[end], end + 1
+    return batches
 
 
 class FastqCheck:
     """Feed it a file's content in order; it raises BadFastq at the first bad read."""
 
-    def __init__(self) -> None:
+    def __init__(self, lengths: array[int] | None = None) -> None:
+        self.lengths = lengths  # each read's bases are appended, when given
         self.records = 0
         self.carry = b""  # the lines after the last complete read
         self.names = hashlib.sha256()
@@ -161,15 +190,16 @@ class FastqCheck:
     def _reads(self, lines: list[bytes]) -> None:
         """Whole reads (4 lines each), checked with bulk operations; the slow search runs only on a bad block."""
         count = len(lines) // 4
-        heads, sequences, qualities = lines[0::4], lines[1::4], lines[3::4]
+        heads, sequences, pluses, qualities = lines[0::4], lines[1::4], lines[2::4], lines[3::4]
         head_text = b"\n".join(heads)
         bases, quality = b"".join(sequences), b"".join(qualities)
         names = mate_names(head_text)
         valid = (
-            (b"\n" + head_text).count(b"\n@") == count
+            head_text[:1] == b"@"
+            and head_text.count(b"\n@") == count - 1
             and not bases.translate(None, BASES)
-            and (b"\n" + b"\n".join(lines[2::4])).count(b"\n+") == count
-            and list(map(len, sequences)) == list(map(len, qualities))
+            and (pluses.count(b"+") == count or (b"\n" + b"\n".join(pluses)).count(b"\n+") == count)
+            and (lengths := list(map(len, sequences))) == list(map(len, qualities))
             and not quality.translate(None, QUALITIES)
             and b"\n@\n" not in b"\n" + names
             and (max(map(len, heads)) <= MAX_NAME + 1 or max(map(len, names.split(b"\n"))) <= MAX_NAME + 1)
@@ -184,6 +214,8 @@ class FastqCheck:
             self.above_j = self.above_j or bool(quality.translate(None, UP_TO_J))
         self.names.update(names)
         self.records += count
+        if self.lengths is not None:
+            self.lengths.extend(lengths)
 
 
 def mate_names(head_text: bytes) -> bytes:

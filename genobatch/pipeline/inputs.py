@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import re
 import stat
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,8 @@ from genobatch.problems import InputError, Problem
 
 from .input_fasta import BadFasta, check_fasta_file
 from .input_fasta import FastaFacts as FastaFacts  # re-exported: the run's planning uses it
-from .input_fastq import BadFastq, FastqFacts, check_fastq_file, name_problem, names_in_order
-from .input_stream import GZIP_MAGIC, Unreadable, other_format
+from .input_fastq import BadFastq, FastqFacts, bwa_batches_of, check_fastq_file, name_problem, names_in_order
+from .input_stream import GZIP_MAGIC, Unreadable, is_gzip, other_format
 
 # A sample name becomes part of file and job names (<sample>.freebayes.vcf.gz.tbi, fastp's
 # <sample>_<lane>.fastp.html, the job name "<step>:<sample>..." that AWS Batch cuts at 128 characters):
@@ -143,6 +145,7 @@ def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
     samples: dict[str, Sample] = {}
     lowered: dict[str, str] = {}
     seen_rows: dict[tuple[str, Path, Path | None], int] = {}
+    resolve = Resolver()
     for number, row in rows:
         name, first, second = row.get("sample", ""), row.get("fastq_1", ""), row.get("fastq_2", "")
         problem = _name_problem(name, lowered)
@@ -160,13 +163,14 @@ def parse_sample_sheet(path: Path) -> tuple[list[Sample], list[Problem]]:
             number,
             *(row.get(column, "") for column in READ_GROUP_COLUMNS),
         )
-        key = (name, lane.fastq_1.resolve(), lane.fastq_2.resolve() if lane.fastq_2 else None)
+        r1, r2 = resolve(lane.fastq_1), resolve(lane.fastq_2) if lane.fastq_2 else None
+        key = (name, r1, r2)
         sample = samples.get(name)
         if key in seen_rows:
             problems.append(
                 Problem(path, number, f"this row repeats line {seen_rows[key]}", "list each lane of a sample once")
             )
-        elif lane.fastq_2 is not None and lane.fastq_1.resolve() == lane.fastq_2.resolve():
+        elif r1 == r2:
             problems.append(Problem(path, number, "fastq_1 and fastq_2 are the same file", "give the R1 and R2 files"))
         elif sample is not None and sample.paired != (lane.fastq_2 is not None):
             fix = "give every lane of a sample both fastq_1 and fastq_2, or none a fastq_2"
@@ -214,14 +218,15 @@ def file_problem(path: Path, what: str) -> tuple[str, str] | None:
     return None
 
 
-def check_fastq(path: Path, sheet: Path, line: int) -> FastqFacts | Problem:
-    """Read the whole file once: gzip integrity and every read's syntax (``input_fastq``)."""
+def check_fastq(path: Path, sheet: Path, line: int, lengths: array[int] | None = None) -> FastqFacts | Problem:
+    """Read the whole file once: gzip integrity and every read's syntax (``input_fastq``); each read's length
+    goes into ``lengths`` when given."""
     problem = file_problem(path, "the file")
     if problem:
         fix = "check the path (relative paths start at the sample sheet's folder)" if "exist" in problem[0] else ""
         return Problem(sheet, line, f"{path}: {problem[0]}", fix or problem[1])
     try:
-        return check_fastq_file(path)
+        return check_fastq_file(path, lengths)
     except BadFastq as exc:
         where = f"{path}:{exc.line}" if exc.line else str(path)
         return Problem(sheet, line, f"{where}: {exc.message}", exc.fix)
@@ -263,6 +268,34 @@ def check_reference(path: Path, facts: FileFacts | None = None) -> FastaFacts | 
 
 
 # --- content identity -------------------------------------------------------------------------------------
+class Resolver:
+    """``Path.resolve()`` for many files in a few folders: each folder resolved once, then one ``lstat`` per
+    file (to follow it if it is a link). Resolving 20,000 FASTQ paths whole took a second."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, Path] = {}
+        self._files: dict[Path, Path] = {}  # what each was resolved to (a resolver lives for one check or plan)
+
+    def __call__(self, path: Path) -> Path:
+        known = self._files.get(path)
+        if known is None:
+            known = self._files[path] = self._resolve(path)
+        return known
+
+    def _resolve(self, path: Path) -> Path:
+        if path.name in ("", ".", ".."):
+            return path.resolve()
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = path.parent.resolve()
+        full = folder / path.name
+        try:
+            link = stat.S_ISLNK(os.lstat(full).st_mode)
+        except OSError:  # not there (yet): as resolve() leaves it
+            return full
+        return full.resolve() if link else full
+
+
 class FileFacts:
     """Content hashes (and check results) of input files, remembered by file identity between runs."""
 
@@ -272,11 +305,27 @@ class FileFacts:
             self.known: dict[str, Any] = json.loads(path.read_text())
         except (OSError, ValueError):
             self.known = {}
+        self._steady: dict[Path, str] | None = None  # identities, while files are taken as unchanging
+        self.resolve: Callable[[Path], Path] = Path.resolve
 
-    @staticmethod
-    def _identity(file: Path) -> str:
+    @contextlib.contextmanager
+    def unchanging(self) -> Iterator[None]:
+        """Each file's identity looked up once (not once per use) inside: planning 10,000 samples asks for
+        60,000. Outside, every use looks again, so that a file changed during a run is seen as changed."""
+        self._steady, self.resolve = {}, Resolver()
+        try:
+            yield
+        finally:
+            self._steady, self.resolve = None, Path.resolve
+
+    def _identity(self, file: Path) -> str:
+        if self._steady is not None and file in self._steady:
+            return self._steady[file]
         st = file.stat()
-        return f"{file.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        identity = f"{self.resolve(file)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        if self._steady is not None:
+            self._steady[file] = identity
+        return identity
 
     def get(self, file: Path, kind: str) -> Any:
         return self.known.get(self._identity(file), {}).get(kind)
@@ -299,24 +348,28 @@ class FileFacts:
         tmp.replace(self.path)
 
 
-def check_inputs(sheet: Path, samples: list[Sample], facts: FileFacts, problems: list[Problem]) -> dict[Path, int]:
+def check_inputs(
+    sheet: Path, samples: list[Sample], facts: FileFacts, problems: list[Problem], batch_bases: Iterable[int] = ()
+) -> dict[Path, int]:
     """Check every FASTQ whole (remembered per file; a file listed twice is read once); returns read counts.
-    Raises InputError listing ``problems`` (found earlier, e.g. in the sample sheet) and all found here, after
-    saving ``facts``: a run refused for one bad file does not read the good ones again when it is rerun."""
+    The same read records where the aligner's batches of ``batch_bases`` end in each lane (``batches_kind``),
+    so that planning its chunks reads nothing again. Raises InputError listing ``problems`` (found earlier, e.g.
+    in the sample sheet) and all found here, after saving ``facts``: a run refused for one bad file does not
+    read the good ones again when it is rerun."""
     problems = list(problems)
     lanes = [lane for sample in samples for lane in sample.lanes]
-    results = _check_files(sheet, [(f, lane.line) for lane in lanes for f in (lane.fastq_1, lane.fastq_2) if f], facts)
+    results = _check_files(sheet, lanes, facts, tuple(sorted(set(batch_bases))))
     counts: dict[Path, int] = {}
     for lane in lanes:
         checked: list[FastqFacts] = []
         for fastq in filter(None, (lane.fastq_1, lane.fastq_2)):
-            result = results[fastq.resolve()]
+            result = results[facts.resolve(fastq)]
             if isinstance(result, Problem):
                 problems.append(dataclasses.replace(result, line=lane.line))
                 continue
             counts[fastq] = result.records
             checked.append(result)
-            named = name_problem(fastq)
+            named = name_problem(fastq, facts.get(fastq, "gzip"))
             if named:
                 problems.append(Problem(sheet, lane.line, f"{fastq}: {named[0]}", named[1]))
         if len(checked) == 2:
@@ -328,35 +381,72 @@ def check_inputs(sheet: Path, samples: list[Sample], facts: FileFacts, problems:
     return counts
 
 
-def _check_files(sheet: Path, files: list[tuple[Path, int]], facts: FileFacts) -> dict[Path, FastqFacts | Problem]:
+def batches_kind(batch_bases: int, second: Path | None) -> str:
+    """What a lane's batch sizes are remembered as, on its first file's facts (``second``: resolved)."""
+    return f"bwa_batches:{batch_bases}:{second or ''}"
+
+
+Checked = FastqFacts | Problem
+
+
+def _check_files(sheet: Path, lanes: list[Lane], facts: FileFacts, batch_bases: tuple[int, ...]) -> dict[Path, Checked]:
     """Each distinct file's facts (by resolved path) or problem: remembered ones are not read; the others are
-    read once each, in worker processes when there is enough to read (a check runs at one core's speed)."""
-    results: dict[Path, FastqFacts | Problem] = {}
-    todo: dict[Path, tuple[Path, int]] = {}
-    for fastq, line in files:
-        key = fastq.resolve()
-        if key in results or key in todo:
-            continue
-        known = FastqFacts.from_json(facts.get(fastq, FASTQ_FACTS)) if file_problem(fastq, "") is None else None
-        if known:
-            results[key] = known
-        else:
-            todo[key] = (fastq, line)
-    paths, lines = [f for f, _ in todo.values()], [line for _, line in todo.values()]
-    size = sum(fastq.stat().st_size for fastq in paths if file_problem(fastq, "") is None)
-    workers = min(len(paths), len(os.sched_getaffinity(0)), MAX_CHECK_WORKERS)
+    read once each, a lane's together (so that its batches come of the same read), in worker processes when
+    there is enough to read (a check runs at one core's speed)."""
+    results: dict[Path, Checked] = {}
+    units: list[tuple[list[Path], int, tuple[int, ...]]] = []  # a lane's files to read, its line, batch sizes
+    claimed: set[Path] = set()
+    for lane in lanes:
+        files = [f for f in (lane.fastq_1, lane.fastq_2) if f is not None]
+        todo = []
+        for fastq in files:
+            key = facts.resolve(fastq)
+            if key in results or key in claimed:
+                continue
+            known = FastqFacts.from_json(facts.get(fastq, FASTQ_FACTS)) if file_problem(fastq, "") is None else None
+            if known:
+                results[key] = known
+            else:
+                todo.append(fastq)
+                claimed.add(key)
+        if todo:  # batches only when the whole lane is read now (else planning reads it for them, once)
+            units.append((todo, lane.line, batch_bases if len(todo) == len(files) else ()))
+    size = sum(f.stat().st_size for files, _, _ in units for f in files if file_problem(f, "") is None)
+    workers = min(len(units), len(os.sched_getaffinity(0)), MAX_CHECK_WORKERS)
     if workers > 1 and size >= PARALLEL_CHECK_BYTES:
         spawn = multiprocessing.get_context("spawn")  # not fork: the parent may hold threads (S3 downloads)
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-            checked = list(pool.map(check_fastq, paths, [sheet] * len(paths), lines))
+            columns = list(zip(*units, strict=True))
+            checked = list(pool.map(_check_lane, columns[0], [sheet] * len(units), columns[1], columns[2]))
     else:
-        checked = [check_fastq(fastq, sheet, line) for fastq, line in zip(paths, lines, strict=True)]
-    for key, fastq, result in zip(todo, paths, checked, strict=True):
-        results[key] = result
-        if isinstance(result, FastqFacts):
-            facts.put(fastq, FASTQ_FACTS, result.to_json())
-            facts.put(fastq, "sha256", result.sha256)
+        checked = [_check_lane(paths, sheet, line, wanted) for paths, line, wanted in units]
+    for (files, _, _), (found, batches) in zip(units, checked, strict=True):
+        for fastq, result in zip(files, found, strict=True):
+            results[facts.resolve(fastq)] = result
+            if isinstance(result, FastqFacts):
+                facts.put(fastq, FASTQ_FACTS, result.to_json())
+                facts.put(fastq, "sha256", result.sha256)
+                facts.put(fastq, "gzip", is_gzip(fastq))  # for its name's check, in later runs too
+        second = facts.resolve(files[1]) if len(files) > 1 else None
+        for bases, sizes in batches.items():
+            facts.put(files[0], batches_kind(bases, second), sizes)
     return results
+
+
+def _check_lane(
+    files: list[Path], sheet: Path, line: int, batch_bases: tuple[int, ...]
+) -> tuple[list[Checked], dict[int, list[int]]]:
+    """A lane's files checked (``check_fastq``), and where its aligner's batches end for each of
+    ``batch_bases`` when they are good, from the read lengths the checks recorded."""
+    lengths = [array("I") for _ in files] if batch_bases else [None] * len(files)
+    found = [check_fastq(fastq, sheet, line, length) for fastq, length in zip(files, lengths, strict=True)]
+    if not batch_bases or not all(isinstance(f, FastqFacts) for f in found):
+        return found, {}
+    first, second = lengths[0], lengths[1] if len(lengths) > 1 else None
+    assert first is not None
+    if second is not None and len(first) != len(second):
+        return found, {}  # R1 and R2 differ: refused as such
+    return found, {bases: bwa_batches_of(first, second, bases) for bases in batch_bases}
 
 
 def _pair_problems(sheet: Path, lane: Lane, first: FastqFacts, second: FastqFacts) -> list[Problem]:

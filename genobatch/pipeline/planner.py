@@ -28,11 +28,12 @@ from genobatch.problems import InputError, Problem
 from .declarations import PARTS, Step
 from .inputs import Sample
 from .settings import StepSettings
-from .templates import OUT, Region, StepTemplates, Words
+from .templates import OUT, STEP_VALUES, Region, StepTemplates, Words
 
 RUN_INPUTS = ("fasta", "fastq", "reads")  # types the run's inputs provide
 MULTIQC = "multiqc"  # the type of every output a step marks `multiqc: true`
 AUTO_CPUS_MAX = 4  # cpus: auto gives a scattered step's tasks at most this many threads
+NO_SETTINGS = StepSettings()  # a step's settings when the settings file has none for it
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ class Planner:
         self.steps, self.run, self.params, self.limits = steps, run, params, limits
         self.settings = settings or {}
         self.templates = {s.name: StepTemplates(s) for s in steps}
+        self._common: dict[str, dict[str, Any]] = {}  # step -> the variables all its tasks share
+        self._last_summary: tuple[frozenset[str], Graph] | None = None
         self.gatherer = {s.gathers: s for s in steps if s.gathers}
         self.store: Store = defaultdict(dict)
         self.reports: list[Item] = []  # outputs MultiQC reads
@@ -150,7 +153,15 @@ class Planner:
         return Graph(self.steps, list(self.tasks.values()), self._published(self.publications, self.tasks))
 
     def summary(self, samples: set[str]) -> Graph:
-        """The tasks over all (these) samples: planned after the others, without changing this planner."""
+        """The tasks over all (these) samples: planned after the others, without changing this planner. The last
+        one is kept: a run asks for the same one to decide what runs, to show it, and to run it."""
+        if self._last_summary is not None and self._last_summary[0] == samples:
+            return self._last_summary[1]
+        graph = self._summary(samples)
+        self._last_summary = (frozenset(samples), graph)
+        return graph
+
+    def _summary(self, samples: set[str]) -> Graph:
         before, published, reports = dict(self.tasks), dict(self.publications), list(self.reports)
         try:
             for step in self.steps:
@@ -189,7 +200,7 @@ class Planner:
         made: list[Task] = []
         for context in self._contexts(step, samples):
             made.append(self._task(step, context, produced))
-        if step.cpus is None and self.settings.get(step.name, StepSettings()).cpus is None:
+        if step.cpus is None and self.settings.get(step.name, NO_SETTINGS).cpus is None:
             # auto: threads from how many tasks share the machine
             threads = (
                 1
@@ -228,7 +239,7 @@ class Planner:
         contexts = []
         for item in items:  # file, lane, chunk: one per file or lane
             number = item.lane.number if item.lane else 0
-            where = f"{name}:{number}" + (f":{Path(str(item.refs[0].name)).name}" if step.scatter == "file" else "")
+            where = f"{name}:{number}" + (f":{_file_name(item.refs[0].name)}" if step.scatter == "file" else "")
             if step.scatter != "chunk":
                 contexts.append(self._context(step, where, sample, id_, {primary: [item]}, item=item))
                 continue
@@ -278,11 +289,11 @@ class Planner:
         variables = self._variables(step, context)
         for name, items in context.bound.items():
             refs = [ref for item in items for ref in item.refs]
-            variables[name] = Words([binder.bind(ref) for ref in refs], [Path(str(ref.name)).name for ref in refs])
+            variables[name] = Words([binder.bind(ref) for ref in refs], [_file_name(ref.name) for ref in refs])
         builtin = None
         if context.chunk is not None and len(context.chunk[1]) > 1:
             builtin, variables[next(iter(step.inputs))] = self._chunk_builtin(step, context, variables)
-        settings = self.settings.get(step.name, StepSettings())
+        settings = self.settings.get(step.name, NO_SETTINGS)
         outputs = {o.name: templates.files(o.name, variables) for o in step.outputs}
         pipes, lists = templates.pipes(variables)
         task = Task(
@@ -315,18 +326,26 @@ class Planner:
         self._register(step, context, task, outputs, variables, produced)
         return task
 
+    def _step_variables(self, step: Step) -> dict[str, Any]:
+        """What every task of a step sees alike, made once: the same objects let its templates be evaluated once
+        per step (``templates._Template``)."""
+        if step.name not in self._common:
+            settings = self.settings.get(step.name, NO_SETTINGS)
+            self._common[step.name] = {
+                "out": OUT,
+                "cpus": "{threads}",
+                "memory_mib": "{memory_mib}",
+                "heap_mib": "{heap_mib}",
+                "params": asdict(self.params),
+                "run": self.provenance,
+                "scatter": {"padding": step.padding, "batch_bases": step.batch_bases},
+                **{key: Words(settings.args.get(key, [])) for key in ("args", "args2", "args3")},
+            }
+            self._common[step.name][STEP_VALUES] = object()  # stands for these values: the same for every task
+        return self._common[step.name]
+
     def _variables(self, step: Step, context: Context) -> dict[str, Any]:
-        settings = self.settings.get(step.name, StepSettings())
-        variables: dict[str, Any] = {
-            "out": OUT,
-            "cpus": "{threads}",
-            "memory_mib": "{memory_mib}",
-            "heap_mib": "{heap_mib}",
-            "params": asdict(self.params),
-            "run": self.provenance,
-            "scatter": {"padding": step.padding, "batch_bases": step.batch_bases},
-            **{key: Words(settings.args.get(key, [])) for key in ("args", "args2", "args3")},
-        }
+        variables = dict(self._step_variables(step))
         if context.sample is not None:
             variables.update(sample=context.sample, id=context.id)
         else:  # over the run: what its FASTQ files are called in the sheet's words, for reports (MultiQC)
@@ -351,7 +370,7 @@ class Planner:
                 continue
             name = item.sample + (f"_L{item.lane.number}" if lanes.get(item.sample, 1) > 1 else "")
             name += f"_R{item.mate}" if len(item.lane.raw) == 2 else ""
-            stem = Words([], [Path(str(item.lane.raw[item.mate - 1])).name]).stem
+            stem = Words([], [item.lane.raw[item.mate - 1].name]).stem
             pairs.setdefault(stem, name)
         return [f"{stem}\t{name}" for stem, name in pairs.items()]
 
@@ -474,6 +493,13 @@ class Context:
     chunk: tuple[int, list[int]] | None = None  # (index, reads per chunk of the lane)
 
 
+def _file_name(path: str | Path) -> str:
+    """``Path(path).name`` without making a Path (planning 10,000 samples names 200,000 files)."""
+    if isinstance(path, Path):
+        return path.name
+    return path if "/" not in path and path not in ("", ".", "..") else Path(path).name
+
+
 class _Binder:
     """Turns a task's input files into placeholders, collecting its upstream tasks and external files."""
 
@@ -491,7 +517,8 @@ class _Binder:
 
     def bind(self, ref: Ref) -> str:
         if ref.task is None:
-            index = self._files.setdefault(Path(ref.name), len(self._files))
+            path = ref.name if isinstance(ref.name, Path) else Path(ref.name)
+            index = self._files.setdefault(path, len(self._files))
             return "{file:" + str(index) + "}"
         self._upstream.setdefault(ref.task, None)
         return "{in:" + ref.task + "}/" + str(ref.name)

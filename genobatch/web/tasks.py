@@ -1,0 +1,229 @@
+"""A run's tasks as the dashboard shows them: the engine's jobs of the run (live states, attempts, why they
+wait) joined with its trace (cached tasks, and every task of runs on AWS Batch or Slurm, which leave no engine
+database here), grouped as the terminal's progress table groups them (``progress.STATES``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shlex
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genobatch.pipeline.progress import STATES
+from genobatch.report.trace import read_trace
+
+from . import state
+from .files import inside
+
+ENGINE_GROUP = {"SUCCEEDED": "done", "FAILED": "failed", "STARTING": "running", "RUNNING": "running"}
+JOB_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?::\d+)?")
+TRACE_GROUP = {"COMPLETED": "done", "CACHED": "cached", "FAILED": "failed", "ABORTED": "failed"}
+
+
+@dataclass
+class Bar:
+    """One attempt on the timeline (epoch ms; ``stop`` None while it runs)."""
+
+    task: str
+    step: str
+    attempt: int
+    submit: int | None
+    start: int | None
+    stop: int | None
+    ok: bool | None  # None: still running
+
+
+@dataclass
+class TaskView:
+    name: str
+    step: str
+    sample: str
+    status: str  # the engine's job status, or the trace's (CACHED, ABORTED...)
+    group: str  # one of progress.STATES
+    job_id: str = ""
+    attempts: int = 0
+    exit: int | None = None
+    reason: str = ""  # why it waits, or why it failed
+    submit: int | None = None
+    start: int | None = None
+    stop: int | None = None
+    bars: list[Bar] = field(default_factory=list)
+
+    def json(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["bars"]
+        return out
+
+
+class TaskFiles:
+    """The task specs a job runs (``<work>/tasks/<name>.json``, named in its command), read once each."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+
+    def specs(self, command_json: str) -> list[dict[str, Any]]:
+        try:
+            words = json.loads(command_json)
+        except ValueError:
+            return []
+        names = [Path(w).name for w in words if isinstance(w, str) and w.endswith(".json")]
+        if not names:
+            return []
+        name = names[-1]  # a basename only: the folder is always the work directory's own
+        if name not in self._cache:
+            path = inside(self.work / "tasks" / name, self.work)
+            try:
+                loaded = json.loads(path.read_text()) if path is not None else []
+            except (OSError, ValueError):
+                loaded = []
+            self._cache[name] = loaded if isinstance(loaded, list) else []
+        return self._cache[name]
+
+    def spec(self, row: sqlite3.Row, parent: sqlite3.Row | None) -> dict[str, Any]:
+        specs = self.specs((parent or row)["command"])
+        index = row["array_index"] or 0
+        return specs[index] if 0 <= index < len(specs) and isinstance(specs[index], dict) else {}
+
+
+def command_text(spec: dict[str, Any]) -> str:
+    """The task's command as a shell would read it (as the run report shows a failure's)."""
+    lines = []
+    for pipe in spec.get("pipes") or []:
+        line = " | ".join(shlex.join(argv) for argv in pipe.get("argv") or [])
+        if pipe.get("stdout"):
+            line += f" > {shlex.quote(pipe['stdout'])}"
+        lines.append(line)
+    if not lines and spec.get("builtin"):
+        lines.append(f"(genobatch's own step: {json.dumps(spec['builtin'])})")
+    return "\n".join(lines)
+
+
+def from_engine(
+    conn: sqlite3.Connection, run_id: str, files: TaskFiles, alive: bool
+) -> tuple[list[TaskView], dict[str, sqlite3.Row]]:
+    """The run's jobs in the engine, as tasks (and the job rows by id, for the details)."""
+    rows = state.run_jobs(conn, run_id)
+    parents = state.parents(conn, run_id)
+    tried = state.attempts(conn, [r["id"] for r in rows])
+    waiting = state.waiting_reasons(conn, rows, alive)
+    out = []
+    for row in rows:
+        parent = parents.get(row["parent_id"]) if row["parent_id"] else None
+        spec = files.spec(row, parent)
+        tags = json.loads((parent or row)["request"]).get("tags") or {}
+        task = TaskView(
+            name=str(spec.get("name") or _job_name(row)),
+            step=str(spec.get("step") or tags.get("step") or row["name"]),
+            sample=str(spec.get("sample") or tags.get("sample") or ""),
+            status=row["status"],
+            group=ENGINE_GROUP.get(row["status"], "waiting"),
+            job_id=row["id"],
+            attempts=len(tried.get(row["id"], [])),
+            exit=row["exit_code"],
+            reason=waiting.get(row["id"]) or (row["status_reason"] if row["status"] == "FAILED" else "") or "",
+            submit=row["created_at"],
+            start=row["started_at"],
+            stop=row["stopped_at"],
+        )
+        for a in tried.get(row["id"], []):
+            ok = None if a["stopped_at"] is None else a["exit_reason"] == "FINISHED"
+            task.bars.append(
+                Bar(task.name, task.step, a["number"], row["created_at"], a["started_at"], a["stopped_at"], ok)
+            )
+        if row["status"] == "FAILED" and tried.get(row["id"]):
+            last = tried[row["id"]][-1]
+            task.reason = last["container_reason"] or last["status_reason"] or task.reason
+        elif row["status"] == "FAILED":  # never ran: a job it needs failed, or it was cancelled (the trace's word)
+            task.status = "ABORTED"
+        out.append(task)
+    return out, {r["id"]: r for r in rows}
+
+
+def from_trace(path: Path) -> list[TaskView]:
+    """Tasks as the trace has them (the last attempt of each), with their attempts as bars."""
+    try:
+        rows = read_trace(path)
+    except (OSError, ValueError):
+        return []
+    tasks: dict[str, TaskView] = {}
+    for row in rows:
+        name = row.get("name") or ""
+        status = row.get("status") or ""
+        task = tasks.setdefault(name, TaskView(name, row.get("step") or "", _dash(row.get("sample")), status, ""))
+        task.status, task.group = status, TRACE_GROUP.get(status, "waiting")
+        task.job_id = _dash(row.get("native_id"))
+        task.exit = int(row["exit"]) if (row.get("exit") or "-").lstrip("-").isdigit() else None
+        task.reason = "" if status in ("COMPLETED", "CACHED") else _dash(row.get("exit_reason"))
+        if status in ("COMPLETED", "FAILED"):
+            task.attempts += 1
+            submit = _timestamp_ms(row.get("submit"))
+            stop = submit + int(1000 * _seconds(row.get("duration"))) if submit is not None else None
+            start = stop - int(1000 * _seconds(row.get("realtime"))) if stop is not None else None
+            task.submit, task.start, task.stop = submit, start, stop
+            task.bars.append(Bar(name, task.step, task.attempts, submit, start, stop, status == "COMPLETED"))
+    return list(tasks.values())
+
+
+def with_task_names(tasks: list[TaskView]) -> list[TaskView]:
+    """Reasons that name jobs by id (``Dependent job 92cf... failed``) name their tasks instead."""
+    names = {t.job_id: t.name for t in tasks if t.job_id}
+    for task in tasks:
+        if task.reason:
+            task.reason = JOB_ID.sub(lambda m: names.get(m.group(0), m.group(0)), task.reason)
+    return tasks
+
+
+def merged(engine: list[TaskView], trace: list[TaskView]) -> list[TaskView]:
+    """The engine's tasks (live), then the trace's that the engine does not hold (cached, or another backend's)."""
+    known = {t.name for t in engine}
+    return [t for t in trace if t.name not in known] + engine
+
+
+def progress(tasks: list[TaskView], order: list[str]) -> list[dict[str, Any]]:
+    """Per step (in pipeline order): its tasks per state, as the terminal's progress table counts them."""
+    steps: dict[str, dict[str, int]] = {}
+    for task in tasks:
+        steps.setdefault(task.step, dict.fromkeys(STATES, 0))[task.group] += 1
+    rank = {name: i for i, name in enumerate(order)}
+    ordered = sorted(steps, key=lambda s: rank.get(s, len(rank)))
+    return [{"step": s, "total": sum(steps[s].values()), **steps[s]} for s in ordered]
+
+
+def _job_name(row: sqlite3.Row) -> str:
+    """A job's own name when no task file names its task (an array child: with its index)."""
+    return row["name"] if row["array_index"] is None else f"{row['name']}:{row['array_index']}"
+
+
+def _dash(value: str | None) -> str:
+    return "" if value in (None, "-") else str(value)
+
+
+def _timestamp_ms(text: str | None) -> int | None:
+    """The trace's ``2026-11-29 21:49:05.123`` (local time), as epoch ms."""
+    if not text or text == "-":
+        return None
+    try:
+        whole, _, fraction = text.partition(".")
+        seconds = time.mktime(time.strptime(whole, "%Y-%m-%d %H:%M:%S"))
+    except ValueError:
+        return None
+    return int(seconds * 1000) + int((fraction or "0")[:3].ljust(3, "0"))
+
+
+def _seconds(text: str | None) -> float:
+    """A Nextflow duration (``850ms``, ``3.2s``, ``1m 5s``, ``2h 3m 4s``) in seconds; 0 if there is none."""
+    total = 0.0
+    for part in (text or "").split():
+        for unit, factor in (("ms", 0.001), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+            if part.endswith(unit):
+                with contextlib.suppress(ValueError):
+                    total += float(part[: -len(unit)]) * factor
+                break
+    return total
