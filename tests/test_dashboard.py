@@ -98,13 +98,20 @@ def test_a_running_job_s_log_is_followed_from_its_offset(tmp_path: Path) -> None
     engine = EngineThread(made.work / "engine")
     try:
         board = Dashboard(made.work)
-        first = wait_until("the first line", lambda: (c := board.log(RUN, job_id, None, "stderr", None))["text"] and c)
+
+        def log_from(offset: int | None) -> dict[str, Any] | None:
+            """The log's text from ``offset``; None until the attempt has started and written something."""
+            try:
+                piece = board.log(RUN, job_id, None, "stderr", offset)
+            except NotFound:  # the engine has not started the attempt yet
+                return None
+            return piece if piece["text"] else None
+
+        first = wait_until("the first line", lambda: log_from(None))
         assert first["text"] == "one\n" and first["active"], first
         assert board.run(RUN)["running"] == 1 and board.job(RUN, job_id)["active"]
         go.touch()
-        rest = wait_until(
-            "the next line", lambda: (c := board.log(RUN, job_id, None, "stderr", first["nextOffset"]))["text"] and c
-        )
+        rest = wait_until("the next line", lambda: log_from(first["nextOffset"]))
         assert rest["text"] == "two\n" and rest["offset"] == first["nextOffset"]
     finally:
         go.touch()

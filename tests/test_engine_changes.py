@@ -76,12 +76,14 @@ def test_one_thread_copies_the_logs_of_every_attempt(client: BatchClient, state_
 
 
 def test_an_attempt_gets_only_stdin_stdout_and_stderr(client: BatchClient, state_dir: Path) -> None:
-    """Attempts start with posix_spawn, which closes no descriptor: the engine marks what it inherited."""
+    """Attempts start with posix_spawn, which closes no descriptor: the engine closes what it inherited in the
+    attempt only, leaving it to anything else its process starts (a make jobserver's pipe)."""
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)  # as a shell or CI runner may leave one to the engine's process
     try:
         job = submit(client, define(client, "fds", sh("ls /proc/self/fd; echo $PWD")))
         run_until_idle(state_dir)
+        assert os.get_inheritable(write_end), "the process's own descriptor is left as it was"
     finally:
         os.close(read_end)
         os.close(write_end)

@@ -206,7 +206,7 @@ def test_the_check_finds_each_lane_s_batches_as_reading_it_again_does(tmp_path: 
     inputs.check_inputs(sample_sheet, samples, facts, problems, [100_000, 10_000_000, 100_000])
     for first, second in LANES:
         for bases in (100_000, 10_000_000):
-            recorded = facts.get(first, inputs.batches_kind(bases, second.resolve() if second else None))
+            recorded = facts.get(first, facts.batches_kind(bases, second))
             assert recorded == chunks.bwa_batches(first, second, bases)
             assert len(recorded) > (30 if bases == 100_000 else 0) and sum(recorded) > 20_000
 
@@ -275,3 +275,23 @@ def test_paths_resolve_as_pathlib_resolves_them(tmp_path: Path) -> None:
              "linked/..", "missing/x.fq", "real/."]  # fmt: skip
     for name in names * 2:  # the second time from what it remembers
         assert resolve(tmp_path / name) == (tmp_path / name).resolve(), name
+
+
+def test_batches_recorded_for_a_pair_are_not_reused_once_its_r2_changed(tmp_path: Path) -> None:
+    """A lane's batches depend on R2's read lengths too: R2 rewritten (R1 unchanged, so not read again) leaves
+    no batches recorded for the new pair but the right ones, never those of the old R2."""
+    first, second = tmp_path / "p_R1.fastq", tmp_path / "p_R2.fastq"
+
+    def write_reads(path: Path, length: int) -> None:
+        path.write_text("".join(f"@r{i}\n{'A' * length}\n+\n{'I' * length}\n" for i in range(10)))
+
+    write_reads(first, 100)
+    sample_sheet = sheet(tmp_path, f"p,{first},{second}")
+    for length in (100, 300):  # pairs of 200 bases: batches of 2 pairs; then of 400: a pair each
+        write_reads(second, length)
+        facts = inputs.FileFacts(tmp_path / "inputs.json")
+        samples, problems = inputs.parse_sample_sheet(sample_sheet)
+        inputs.check_inputs(sample_sheet, samples, facts, problems, [300])
+        facts.save()
+        recorded = facts.get(first, facts.batches_kind(300, second))
+        assert recorded in (None, chunks.bwa_batches(first, second, 300)), f"R2 of {length} bases"

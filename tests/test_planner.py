@@ -356,3 +356,32 @@ def test_a_task_s_key_is_what_earlier_versions_made() -> None:
     assert task.key == "8e01a071fdacdf37e848d2ac9f5d02fd"
     assert material["command"] == "bc0eaf445b97"
     assert material["file S1_R1.fq.gz"] == "0" * 12 and material["input reference"] == "f" * 12
+
+
+def test_a_plan_that_fails_leaves_nothing_frozen() -> None:
+    """Planning pauses the cycle collector and, once the plan is made, freezes what it made (it lives as long as
+    the run). A plan refused (bad input) is dropped: what it made, cycles included (an exception's traceback),
+    must stay collectable, in a process that goes on (tests, a caller of the API)."""
+    import gc
+
+    from genobatch.pipeline.execute import no_collection
+
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    with pytest.raises(RuntimeError), no_collection():
+        raise RuntimeError("bad input")
+    assert gc.isenabled() and gc.get_freeze_count() == before
+
+
+def test_a_finished_run_leaves_nothing_frozen(tmp_path: Path) -> None:
+    """A plan made is frozen for the run's life (see no_collection); once the run returns, the collector has it
+    again, so a process that runs many (tests, a caller of the API) does not keep every plan's cycles."""
+    import gc
+
+    from genobatch.pipeline import execute
+
+    data = Path(__file__).resolve().parent.parent / "data" / "measles"
+    options = execute.Options(data / "samples.csv", data / "MH356245.1.reference.fasta", tmp_path / "out",
+                              tmp_path / "work", Params(ploidy=1), runtime="host", dry_run=True)  # fmt: skip
+    assert execute.Run(options).execute() == 0
+    assert gc.get_freeze_count() == 0

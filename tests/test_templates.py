@@ -148,3 +148,37 @@ def test_words_split_once_per_template_equal_the_rendered_text_split() -> None:
             split += 1
             assert ("words", words) == expected, (pieces, context)
     assert split > 3_000 and declined > 1_000
+
+
+def test_templates_that_rewrite_their_output_or_hold_nuls_are_rendered_as_jinja() -> None:
+    """A filter or autoescape block, or a macro's ``caller()``, changes the text a task's value is put into (its
+    quoting too), and NULs in the text split it where no value goes: the step-wide evaluation must not be used."""
+    from genobatch.pipeline.templates import ENV, STEP_VALUES, _Template
+
+    for text in (
+        "{% filter upper %}x {{ sample }}{% endfilter %}",
+        "{% autoescape true %}x {{ sample }}{% endautoescape %}",
+        "{% macro m() %}[{{ caller() | upper }}]{% endmacro %}{% call m() %}{{ sample }}{% endcall %}",
+        "a\0b\0c {{ sample }}",
+    ):
+        template, step = _Template(text, ENV.parse(text)), object()
+        for sample in ("s1", "it's b"):
+            context = {"sample": sample, STEP_VALUES: step}
+            assert template.render(context) == ENV.from_string(text).render(context), text
+
+
+def test_an_input_named_as_a_step_value_is_each_tasks_own() -> None:
+    """A step's input may be named ``args`` (or ``run``...): each task then gives it its own files, which the
+    step-wide evaluation must put in per task, not take as the step's."""
+    from genobatch.pipeline.declarations import Step
+    from genobatch.pipeline.templates import STEP_VALUES, StepTemplates, Words
+
+    step = Step(
+        "cat", "", Path("cat.yml"), "sample", {"args": "fastq"}, (), ("cat {{ args }} {{ run }}",), "host", {},
+        1, 100, 0, 0.0, "#000",
+    )  # fmt: skip
+    templates, shared = StepTemplates(step), object()
+    for files in (["f1"], ["f2", "f 3"]):
+        context = {"args": Words(files), "run": "r", STEP_VALUES: shared}
+        pipes, _ = templates.pipes(context)
+        assert pipes[0].argv == [["cat", *files, "r"]]

@@ -77,7 +77,8 @@ class CappedLog:
             with contextlib.suppress(OSError):
                 note = f"\n[genobatch: the last {self.lost:,} bytes of this log were lost: {self.error}]\n"
                 os.pwrite(self.fd, note.encode(), self.size)
-        os.close(self.fd)
+        with contextlib.suppress(OSError):  # (EIO from a lost disk): the one copier thread must go on
+            os.close(self.fd)
 
     def _compact(self, final: bool) -> None:
         """Drop the middle: keep the head, the marker and the last ``tail`` bytes (from a line's start)."""
@@ -133,10 +134,12 @@ class LogCopier:
 
     def close(self, read_fd: int) -> None:
         os.close(read_fd)
-        self.logs[read_fd].close()
-        self.open_pipes.discard(read_fd)
-        if not self.open_pipes:
-            self.done.set()
+        try:
+            self.logs[read_fd].close()
+        finally:  # whatever the log did, its output ended: ``finish`` must not wait for ever
+            self.open_pipes.discard(read_fd)
+            if not self.open_pipes:
+                self.done.set()
 
 
 class _Pump:

@@ -167,6 +167,7 @@ def start_process(spec: LaunchSpec, argv: list[str], cwd: Path, env: dict[str, s
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, out_w, 1),
         (os.POSIX_SPAWN_DUP2, err_w, 2),
+        *((os.POSIX_SPAWN_CLOSE, fd) for fd in inherited_descriptors()),
     ]
     try:
         pid = os.posix_spawn(
@@ -181,13 +182,17 @@ def start_process(spec: LaunchSpec, argv: list[str], cwd: Path, env: dict[str, s
     return RunningProcess(spec, pid, pidfd, process_start_time(pid), None, logs=logs, **labels)
 
 
-def close_inherited_on_exec() -> None:
-    """Mark the descriptors this process inherited (above stderr) close-on-exec, as its own already are: attempts,
-    started with ``posix_spawn``, then get only their stdin, stdout and stderr (what ``close_fds`` gave them)."""
+def inherited_descriptors() -> list[int]:
+    """The descriptors above stderr that an exec would pass on: ones this process inherited (a make jobserver,
+    a test runner's capture files). Every descriptor the engine opens is close-on-exec (Python's default,
+    SQLite's O_CLOEXEC), so this is usually empty. Attempts are spawned with these closed, as ``close_fds`` did,
+    without changing them for anything else the process starts."""
+    found = []
     for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the directory's own descriptor, gone by now
+        with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
             if int(name) > 2 and os.get_inheritable(int(name)):
-                os.set_inheritable(int(name), False)
+                found.append(int(name))
+    return found
 
 
 def check_executable(program: str, path: str | None, cwd: Path) -> None:
@@ -195,7 +200,8 @@ def check_executable(program: str, path: str | None, cwd: Path) -> None:
     it, from ``cwd``) to a file that can be executed: the wrapper shell would report a missing program as exit 127,
     and run a file without ``#!`` as a script. A file found before is only checked to be the same file still
     (one ``stat``: the search and the read of its first bytes cost more than the rest of a launch)."""
-    key = (program, path, str(cwd) if "/" in program and not program.startswith("/") else "")
+    searched = [program] if "/" in program else (path if path is not None else os.defpath).split(":")
+    key = (program, path, str(cwd) if any(not d.startswith("/") for d in searched) else "")  # relative: per cwd
     known = _EXECUTABLES.get(key)
     if known is not None:
         with contextlib.suppress(OSError):
@@ -203,10 +209,7 @@ def check_executable(program: str, path: str | None, cwd: Path) -> None:
             if (st.st_ino, st.st_mtime_ns, st.st_mode) == known[1:]:
                 return
         del _EXECUTABLES[key]
-    if "/" in program:
-        candidates = [os.path.join(cwd, program)]
-    else:
-        candidates = [os.path.join(cwd, d, program) for d in (path if path is not None else os.defpath).split(":")]
+    candidates = [os.path.join(cwd, program)] if "/" in program else [os.path.join(cwd, d, program) for d in searched]
     failure = errno.ENOENT
     for candidate in candidates:
         try:
@@ -268,7 +271,6 @@ class HostRuntime:
 
     def __init__(self) -> None:
         self.base_environment = dict(os.environ)
-        close_inherited_on_exec()
 
     def launch(self, spec: LaunchSpec) -> RunningProcess:
         make_attempt_dirs(spec)

@@ -40,7 +40,7 @@ from . import estimate, preflight
 from .declarations import Step
 from .describe import describe_plan, explain
 from .driver import Driver
-from .inputs import FastaFacts, FileFacts, batches_kind, check_fasta, check_inputs, parse_sample_sheet
+from .inputs import FastaFacts, FileFacts, check_fasta, check_inputs, parse_sample_sheet
 from .library import Library, needs
 from .planner import Graph, Limits, Params, Planner, RunInputs
 from .progress import Progress
@@ -83,14 +83,17 @@ def no_collection() -> Iterator[None]:
     they are frozen (``gc.freeze``): they live as long as the run, and the collector, back on, does not go
     over them again (its first passes would, for about a second). Reference counting still frees what is
     dropped; only cycles among them would wait for the end of the process (a dropped plan leaves a few hundred
-    objects in cycles)."""
+    objects in cycles). A plan that fails (bad input) is not frozen: it is dropped, and its cycles with it."""
     enabled = gc.isenabled()
     gc.disable()
+    made = False
     try:
         yield
+        made = True
     finally:
         if enabled:
-            gc.freeze()
+            if made:
+                gc.freeze()
             gc.enable()
 
 
@@ -194,7 +197,7 @@ class Run:
 
     def _chunks(self, first: Path, second: Path | None, reads: int, batch_bases: int) -> list[int]:
         """Reads per chunk of a lane, cut at the aligner's batch boundaries (remembered per file)."""
-        kind = batches_kind(batch_bases, self.facts.resolve(second) if second else None)
+        kind = self.facts.batches_kind(batch_bases, second)
         batches = self.facts.get(first, kind)
         if batches is None:
             batches = chunks.bwa_batches(first, second, batch_bases)
@@ -221,6 +224,12 @@ class Run:
     def execute(self) -> int:
         """Returns the exit code: 0 when every sample succeeded, 1 otherwise, 130 when interrupted. Bad input
         raises InputError."""
+        try:
+            return self._execute()
+        finally:
+            gc.unfreeze()  # the plan frozen by no_collection is the collector's again (long-lived callers: tests)
+
+    def _execute(self) -> int:
         started = time.time()
         with no_collection():
             plan = self.plan()

@@ -333,6 +333,11 @@ class FileFacts:
     def put(self, file: Path, kind: str, value: Any) -> None:
         self.known.setdefault(self._identity(file), {})[kind] = value
 
+    def batches_kind(self, batch_bases: int, second: Path | None) -> str:
+        """What a lane's batch sizes are remembered as, on its first file's facts: the batches depend on the
+        second file's reads too, so its identity is part of it (a rewritten R2 finds none, not the old ones)."""
+        return f"bwa_batches:{batch_bases}:{self._identity(second) if second else ''}"
+
     def sha256(self, file: Path) -> str:
         digest = self.get(file, "sha256")
         if digest is None:
@@ -352,10 +357,10 @@ def check_inputs(
     sheet: Path, samples: list[Sample], facts: FileFacts, problems: list[Problem], batch_bases: Iterable[int] = ()
 ) -> dict[Path, int]:
     """Check every FASTQ whole (remembered per file; a file listed twice is read once); returns read counts.
-    The same read records where the aligner's batches of ``batch_bases`` end in each lane (``batches_kind``),
-    so that planning its chunks reads nothing again. Raises InputError listing ``problems`` (found earlier, e.g.
-    in the sample sheet) and all found here, after saving ``facts``: a run refused for one bad file does not
-    read the good ones again when it is rerun."""
+    The same read records where the aligner's batches of ``batch_bases`` end in each lane
+    (``FileFacts.batches_kind``), so that planning its chunks reads nothing again. Raises InputError listing
+    ``problems`` (found earlier, e.g. in the sample sheet) and all found here, after saving ``facts``: a run
+    refused for one bad file does not read the good ones again when it is rerun."""
     problems = list(problems)
     lanes = [lane for sample in samples for lane in sample.lanes]
     results = _check_files(sheet, lanes, facts, tuple(sorted(set(batch_bases))))
@@ -379,11 +384,6 @@ def check_inputs(
             facts.save()
         raise InputError(problems)
     return counts
-
-
-def batches_kind(batch_bases: int, second: Path | None) -> str:
-    """What a lane's batch sizes are remembered as, on its first file's facts (``second``: resolved)."""
-    return f"bwa_batches:{batch_bases}:{second or ''}"
 
 
 Checked = FastqFacts | Problem
@@ -427,9 +427,8 @@ def _check_files(sheet: Path, lanes: list[Lane], facts: FileFacts, batch_bases: 
                 facts.put(fastq, FASTQ_FACTS, result.to_json())
                 facts.put(fastq, "sha256", result.sha256)
                 facts.put(fastq, "gzip", is_gzip(fastq))  # for its name's check, in later runs too
-        second = facts.resolve(files[1]) if len(files) > 1 else None
         for bases, sizes in batches.items():
-            facts.put(files[0], batches_kind(bases, second), sizes)
+            facts.put(files[0], facts.batches_kind(bases, files[1] if len(files) > 1 else None), sizes)
     return results
 
 

@@ -227,9 +227,12 @@ def _presplit(pieces: list[str]) -> list[str | int | tuple[str | int, ...]] | No
 
 def _substituted(parsed: nodes.Template) -> tuple[set[str], set[str]] | None:
     """The names a template only substitutes (``{{ x }}``, ``{{ x.a }}``, ``{{ x[0] }}``) and those it uses
-    otherwise (in ``{% if %}``, filters...); None when it cannot be evaluated once per step (it sets names, or
-    writes lists with ``as_file``)."""
+    otherwise (in ``{% if %}``, filters...); None when it cannot be evaluated once per step (it sets names,
+    writes lists with ``as_file``, or changes what its ``{{ }}`` print: a filter or autoescape block, a macro's
+    ``caller()``, where a task's value would be changed with the text around it)."""
     if any(n.ctx != "load" for n in parsed.find_all(nodes.Name)):
+        return None
+    if any(True for _ in parsed.find_all(_REWRITES_OUTPUT)):
         return None
     if any(f.name == "as_file" for f in parsed.find_all(nodes.Filter)):
         return None
@@ -249,6 +252,7 @@ def _substituted(parsed: nodes.Template) -> tuple[set[str], set[str]] | None:
     return substituted - other, other
 
 
+_REWRITES_OUTPUT = (nodes.FilterBlock, nodes.EvalContextModifier, nodes.Macro, nodes.CallBlock)
 FAST = True  # evaluate templates once per step (tests turn it off to compare with Jinja's every render)
 STEP_VALUES = "_step"  # in a render context: an object that is the same for every task of its step
 MAX_VARIANTS = 64  # a template evaluated per value of a task's names it branches on: at most this many
@@ -259,13 +263,16 @@ class _Template:
     value of the task names its ``{% if %}`` reads: ``paired``) and then only has each task's values put in
     (planning 10,000 samples renders 400,000 templates): the same text as Jinja's every render, tested."""
 
-    def __init__(self, text: str, parsed: nodes.Template) -> None:
+    def __init__(self, text: str, parsed: nodes.Template, own: Iterable[str] = ()) -> None:
+        """``own``: names each task gives its own value, even among ``COMMON`` (a step's input named ``args``)."""
         self.text = text
         self.jinja = ENV.from_string(parsed)
-        names = _substituted(parsed) if FAST else None
+        names = _substituted(parsed) if FAST and "\0" not in text else None  # (NULs split the evaluated text)
         self.substituted, branched = names if names else (set(), set())
-        self.branched = sorted(branched - COMMON)  # a task's own names the template branches on
-        self.common = sorted(COMMON & (self.substituted | branched))  # the same for every task of a step
+        step_names = COMMON - set(own)
+        self.branched = sorted(branched - step_names)  # a task's own names the template branches on
+        self.common = sorted(step_names & (self.substituted | branched))  # the same for every task of a step
+        self.marked = self.substituted - step_names  # a task's own names the template substitutes
         self.fast = names is not None
         self._step_values: list[Any] = []
         self._shared: Any = None  # the context's STEP_VALUES when the step's values were last compared
@@ -303,10 +310,10 @@ class _Template:
         if variant is None:
             if len(self._variants) >= MAX_VARIANTS:  # it branches on a value each task has its own of
                 return None
-            marked = {**context, **{name: _Marker(name) for name in self.substituted - COMMON}}
+            marked = {**context, **{name: _Marker(name) for name in self.marked}}
             pieces = str(self.jinja.render(marked)).split("\0")
-            if len(pieces) % 2 == 0:  # a value held a NUL of its own (no command can): Jinja says what it says
-                return None
+            if len(pieces) % 2 == 0 or any(p.partition(".")[0] not in self.marked for p in pieces[1::2]):
+                return None  # a step's value held a NUL of its own (no command can): Jinja says what it says
             variant = self._variants[key] = _Simple(pieces)
         return variant
 
@@ -327,7 +334,7 @@ class StepTemplates:
         try:
             parsed = ENV.parse(text)
             used = meta.find_undeclared_variables(parsed)
-            compiled = _Template(text, parsed)
+            compiled = _Template(text, parsed, self.step.inputs)
         except TemplateError as exc:
             raise self._fail(key, str(exc), "fix the {{ }} template") from None
         others = COMMON | BY_SCATTER[self.step.scatter]
