@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -250,7 +251,11 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--no-pypi-snakemake", action="store_true", help="compare with Debian's Snakemake only")
     args = parser.parse_args()
-    peers = {"snakemake": Path(shutil.which("snakemake") or "snakemake")}
+    peers: dict[str, Path] = {}
+    if debian := shutil.which("snakemake"):
+        peers["snakemake"] = Path(debian)
+    else:
+        print("bench: no Debian snakemake (apt-get install snakemake): only PyPI's is compared", file=sys.stderr)
     if not args.no_pypi_snakemake:
         peers["snakemake_pypi"] = pypi_snakemake()
     report: dict[str, Any] = {
