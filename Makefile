@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo batch-demo test lint typecheck images unit bench setup clean
+.PHONY: demo batch-demo test lint typecheck images unit bench bench-deps setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,16 @@ images: $(STAMP)
 
 test: lint typecheck images unit
 
-bench: $(STAMP)
+# Debian's tools the benchmarks need: Snakemake 7 (a peer) and dwgsim (simulated reads), for bench/pipeline.py.
+bench-deps:
+	@command -v snakemake >/dev/null && command -v dwgsim >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq snakemake dwgsim; }
+
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.engine_overhead
+	$(BIN)/python -m bench.endpoint
+	$(BIN)/python -m bench.input_checks
+	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.containers
 	$(BIN)/python -m bench.slurm

@@ -31,6 +31,7 @@ import botocore
 from genobatch.batch import BatchClient
 from genobatch.batch.endpoint_service import read_endpoint
 
+from . import save
 from .engine_overhead import environment
 
 RESULTS = Path(__file__).parent / "results" / "endpoint.json"
@@ -150,9 +151,7 @@ def main() -> None:
         "environment": {**environment(), "boto3": boto3.__version__, "botocore": botocore.__version__},
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.output}")
+    save(report, args.output)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from genobatch import __version__
 from genobatch.batch import BatchClient
 from genobatch.batch.model import MAX_ARRAY_SIZE
 
+from . import save
+
 RESULTS = Path(__file__).parent / "results" / "engine_overhead.json"
 VCPUS = 2
 
@@ -190,9 +192,7 @@ def main() -> None:
         "results": results,
         "bench_process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.output}")
+    save(report, args.output)
 
 
 if __name__ == "__main__":

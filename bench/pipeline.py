@@ -34,6 +34,8 @@ from typing import Any
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.planner import Params
 
+from . import save
+
 ROOT = Path(__file__).resolve().parent.parent
 ECOLI = ROOT / "data" / "ecoli" / "GCF_000005845.2_ASM584v2_genomic.fna.gz"
 RESULTS = Path(__file__).parent / "results" / "pipeline.json"
@@ -296,9 +298,7 @@ def main() -> None:
                 )
             report["cases"][case] = result
             print(json.dumps({case: result}), flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.output}")
+    save(report, args.output)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from typing import Any
 
 from genobatch import __version__
 
+from . import save
 from .scale_steps import run_steps
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
@@ -212,9 +213,7 @@ def main() -> None:
             "load_average_at_end": os.getloadavg(),
         },
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {RESULTS}")
+    save(report, RESULTS)
 
 
 def plan_case(folder: Path, count: int) -> dict[str, Any]:

@@ -77,6 +77,8 @@ def run_steps(folder: Path, sheet: Path, reference: Path, samples: int) -> dict[
         raise RuntimeError(f"the trivial-step run failed; see {log}:\n{log.read_text()[-2000:]}")
     tasks = samples * TASKS_PER_SAMPLE
     xargs = time_xargs(folder, tasks)
+    all_cpu = usage.ru_utime + usage.ru_stime  # genobatch and every job it reaped
+    jobs_cpu = job_cpu_seconds(folder / "out")
     return {
         "samples": samples,
         "tasks": tasks,
@@ -85,4 +87,14 @@ def run_steps(folder: Path, sheet: Path, reference: Path, samples: int) -> dict[
         "xargs_s": round(xargs, 2),
         "ratio_to_xargs": round(wall / xargs, 2),
         "ms_per_task": round(1000 * wall / tasks, 3),
+        "job_cpu_ms_per_task": round(1000 * jobs_cpu / tasks, 2),  # the job runner (Python) and its touch
+        "driver_engine_cpu_ms_per_task": round(1000 * (all_cpu - jobs_cpu) / tasks, 2),
     }
+
+
+def job_cpu_seconds(outdir: Path) -> float:
+    """The jobs' own CPU seconds (runner and tool), summed from the run's trace."""
+    (trace,) = (outdir / "pipeline_info").glob("execution_trace_*.txt")
+    rows = [line.split("\t") for line in trace.read_text().splitlines()]
+    column = rows[0].index("cpu_seconds")
+    return sum(float(row[column]) for row in rows[1:] if row[column] not in ("", "-"))

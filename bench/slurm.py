@@ -24,6 +24,7 @@ from genobatch.executors.slurm import Settings
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.planner import Params
 
+from . import save
 from .pipeline import prepare_many
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +101,7 @@ def main() -> None:
         finally:
             if cluster is not None:
                 subprocess.run([str(SCRIPT), "stop", str(cluster)], check=False)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.output}")
+    save(report, args.output)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def test_a_user_step_after_the_bam_is_planned_published_and_in_multiqc(tmp_path:
         (("{{ bam }} >", "{{ bma }} >"), 6, "uses bma: a sample step has no such value", "use its inputs (bam)"),
         (("image: samtools", "image: samtool"), 9, "there is no genobatch image 'samtool'", "or host"),
         (("memory: 256 MB", "memory: lots"), 11, "'lots' is not a memory size", "memory: 2 GB"),
+        (("memory: 256 MB", "memory: 16 MB"), 11, "less than 64 MB, the least a step can have", "memory: 2 GB"),
         (("bam: bam\n", "bam: bam\n  bam: vcf\n"), 6, "'bam' appears twice (first on line 5)", "fix the syntax"),
         (("name: idxstats", "name: fastqc"), 1, "a step 'fastqc' is already in", "rename it"),
         (("{{ id }}.idxstats\n", "{{ id }.idxstats\n"), 6, "step idxstats:", "fix the {{ }} template"),

@@ -24,8 +24,8 @@ from typing import Any
 
 from .daemon import engine_pid
 from .endpoint import BatchApi, EndpointHTTPServer, is_loopback
-from .model import OPEN_SQL
 from .store import Store
+from .views import has_open_jobs
 
 ENDPOINT_FILE = "endpoint.json"
 TOKEN_ENV = "GENOBATCH_ENDPOINT_TOKEN"
@@ -133,7 +133,7 @@ class EndpointService:
             busy_at = time.monotonic()
             while not self._closing.wait(min(1.0, max(idle_seconds / 4, 0.05))):
                 now = time.monotonic()
-                if store.conn.execute(f"SELECT 1 FROM jobs WHERE status IN {OPEN_SQL} LIMIT 1").fetchone():
+                if has_open_jobs(store.conn):
                     busy_at = now
                 if now - max(busy_at, self.api.last_request) >= idle_seconds:
                     self.withdraw()

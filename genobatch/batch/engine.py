@@ -37,7 +37,6 @@ from .lifecycle import (
 from .model import (
     ACTIVE_SQL,
     ACTIVE_STATUSES,
-    OPEN_SQL,
     ExitReason,
     JobQueue,
     JobStatus,
@@ -60,6 +59,7 @@ from .runtime import (
     signal_of_exit,
 )
 from .store import Store, now_ms
+from .views import has_open_jobs
 
 log = logging.getLogger("genobatch.engine")
 
@@ -285,7 +285,7 @@ class Engine:
         self.pools = pools
 
     def _has_work(self) -> bool:
-        return self.store.conn.execute(f"SELECT 1 FROM jobs WHERE status IN {OPEN_SQL} LIMIT 1").fetchone() is not None
+        return has_open_jobs(self.store.conn)
 
     # --- observing attempts -------------------------------------------------------------------------------
     def _wait(self) -> None:

@@ -15,6 +15,7 @@ from .admission import Pool, why_waiting
 from .errors import ClientException
 from .jobs import active_attempts, child_status_counts
 from .model import (
+    OPEN_SQL,
     JobQueue,
     JobStatus,
     Resources,
@@ -87,6 +88,11 @@ def _waiting_reason(
         "SELECT count(*) FROM jobs WHERE status='RUNNABLE' AND queue=? AND seq < ?", (row["queue"], row["seq"])
     ).fetchone()[0]
     return why_waiting(Resources(row["vcpus"], row["memory_mib"]), own, ahead)
+
+
+def has_open_jobs(conn: sqlite3.Connection) -> bool:
+    """Whether any job has not yet ended: the engine's and the endpoint's idle checks ask the same question."""
+    return conn.execute(f"SELECT 1 FROM jobs WHERE status IN {OPEN_SQL} LIMIT 1").fetchone() is not None
 
 
 def last_change(conn: sqlite3.Connection) -> int:

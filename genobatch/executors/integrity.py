@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genobatch.storage.s3 import DONE_MARKER
+from genobatch.storage import DONE_MARKER
 
 from .runner import file_sha256
 

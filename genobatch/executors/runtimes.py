@@ -9,7 +9,6 @@ the image's ID.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from genobatch.batch.runtime import HostRuntime, Runtime
 from genobatch.images import ImageSpec, image_ref, status
 from genobatch.problems import InputError, Problem
 
+from .runner import HOST_RUNNER_ARGV
 from .task import HOST, Task, cache_path, task_dir
 from .tools import tool_versions
 
@@ -67,7 +67,7 @@ class RunRuntime:
             return ["bash", str(task_file.with_suffix(".sh"))]
         if self.image(task) is not None:
             return ["genobatch-runner", str(task_file)]
-        return [sys.executable, "-m", "genobatch.executors.runner", str(task_file)]
+        return [*HOST_RUNNER_ARGV, str(task_file)]
 
     def mounts(self, tasks: list[Task], cache: Path, keys: dict[str, str], task_file: Path) -> list[Mount]:
         """What a containerised job sees: its tasks' directories (writable), their inputs and its task file."""

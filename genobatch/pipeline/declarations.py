@@ -16,7 +16,7 @@ from genobatch.batch.model import MIN_MEMORY_MIB
 from genobatch.executors.task import HOST
 from genobatch.problems import InputError, Problem
 
-from .units import memory_mib
+from .units import memory_mib, step_memory_mib
 from .yamlfile import Located, load, unknown_keys
 
 # How a step's tasks are cut: one task for the run, per FASTQ file, per lane, per chunk of a lane's reads, per
@@ -238,7 +238,7 @@ class _Checker:
             cpus = 1
         memory, least = 1024, MIN_MEMORY_MIB
         try:
-            memory = memory_mib(value["memory"])
+            memory = step_memory_mib(value["memory"])
             least = memory_mib(value.get("min_memory", MIN_MEMORY_MIB))
         except ValueError as exc:
             self.bad("resources", str(exc), "e.g. memory: 2 GB", value.line_of("memory"))

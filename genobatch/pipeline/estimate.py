@@ -24,12 +24,18 @@ def shares(tasks: list[Task], sample_mb: dict[str, float]) -> dict[str, float]:
     return {t.name: sample_mb.get(t.sample, 0.0) / per_step[(t.step, t.sample)] for t in tasks if t.sample}
 
 
+# The least a task costs, whatever its step declares: its job's own start and end (the job runner, the engine),
+# about 0.04 vCPU-seconds on a 2-vCPU machine (bench/scale.py --steps-samples). Without it 90,000 trivial
+# tasks left were estimated at "ETA <1 min" on their declared rate.
+TASK_FLOOR_VCPU_SECONDS = 0.05
+
+
 def vcpu_seconds(tasks: list[Task], sample_mb: dict[str, float], rates: dict[str, float]) -> float:
     share = shares(tasks, sample_mb)
     total = 0.0
     for task in tasks:
         rate = rates.get(task.step, 1.0)
-        total += rate * share[task.name] if task.sample else rate
+        total += max(TASK_FLOOR_VCPU_SECONDS, rate * share[task.name] if task.sample else rate)
     return total
 
 

@@ -42,7 +42,7 @@ BELOW_L = bytes(range(ord("L")))  # a quality from 'L' (Q43 in Phred+33, Q12 in 
 UP_TO_J = bytes(range(ord("j") + 1))  # ...but none above 'j' (Q42 in Phred+64): Phred+64
 MAX_NAME = 254  # SAM's limit on read names
 MAX_LINE = 64 << 20  # no FASTQ line is this long: a file without line breaks is not FASTQ
-COMMENTS = [re.compile(rb" [^\n]*"), re.compile(rb"\t[^\n]*")]  # what follows the read name on its line
+FIRST = operator.itemgetter(0)  # the name, of (name, separator, comment)
 MATE_SUFFIXES = [b"/%d\n" % digit for digit in range(10)]  # bwa drops a trailing /<digit> before comparing
 SAM_HEADER = re.compile(rb"@(HD|SQ|RG|PG|CO)\t")
 NAMES = (".fastq.gz", ".fq.gz", ".fastq", ".fq")  # the names FastQC reads and names its report after as we do
@@ -193,7 +193,7 @@ class FastqCheck:
         heads, sequences, pluses, qualities = lines[0::4], lines[1::4], lines[2::4], lines[3::4]
         head_text = b"\n".join(heads)
         bases, quality = b"".join(sequences), b"".join(qualities)
-        names = mate_names(head_text)
+        names = mate_names(heads, head_text)
         valid = (
             head_text[:1] == b"@"
             and head_text.count(b"\n@") == count - 1
@@ -218,13 +218,16 @@ class FastqCheck:
             self.lengths.extend(lengths)
 
 
-def mate_names(head_text: bytes) -> bytes:
+def mate_names(heads: list[bytes], joined: bytes | None = None) -> bytes:
     """The reads' names as bwa compares mates': '@' and the name up to the first space or tab, without a
-    trailing /<digit>; one per line, each ending in a newline."""
-    text = head_text + b"\n"
-    for separator, comment in zip((b" ", b"\t"), COMMENTS, strict=True):
-        if separator in text:  # one literal each: re's fast search for it, 3x faster than [ \t] (measured)
-            text = comment.sub(b"", text)
+    trailing /<digit>; one per line, each ending in a newline. ``joined``: the lines joined by newlines, when
+    at hand. Cut by bytes.partition mapped over the lines: 1.6x faster than a regex substitution (measured)."""
+    text = b"\n".join(heads) if joined is None else joined
+    for separator in (b" ", b"\t"):
+        if separator in text:  # one literal each: a fast search, and most files have no tab
+            heads = list(map(FIRST, map(bytes.partition, heads, itertools.repeat(separator))))
+            text = b"\n".join(heads)
+    text += b"\n"
     if b"/" in text:
         for suffix in MATE_SUFFIXES:
             text = text.replace(suffix, b"\n")
@@ -237,10 +240,10 @@ def names_in_order(path: Path) -> Iterator[bytes]:
     for block in blocks(path):
         lines = state.split(block)
         if lines:
-            yield from mate_names(b"\n".join(lines[0::4])).split(b"\n")[:-1]
+            yield from mate_names(lines[0::4]).split(b"\n")[:-1]
     rest = state.last_lines()
     if rest:
-        yield from mate_names(b"\n".join(rest[0::4])).split(b"\n")[:-1]
+        yield from mate_names(rest[0::4]).split(b"\n")[:-1]
 
 
 def _mate(head: bytes) -> int:
@@ -286,7 +289,7 @@ def _read_problem(
         return 0, "an empty line inside the file", "remove it: genobatch cuts FASTQ files into reads by lines"
     if not head.startswith(b"@"):
         return 0, "this line should start a read with '@'", FIX_FORMAT
-    name = mate_names(head)[1:-1]
+    name = mate_names([head])[1:-1]
     if not name:
         return 0, "the read has no name (nothing between '@' and the first space)", "give every read a name"
     if len(name) > MAX_NAME:

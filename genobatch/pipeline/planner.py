@@ -10,6 +10,7 @@ labelled producer (freebayes' VCF beside bcftools'); a step runs once per id of 
 Steps scattered per chunk or region make parts; right after such a step, the step that ``gathers`` the type
 joins each sample's parts into one item (merge for bam, concat for vcf). Steps over ``all_samples``
 (MultiQC, the joint call) are planned separately (``summary``), over the samples that succeeded.
+The items it binds to a task's inputs, and the binding itself, are in ``binding``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from genobatch import __version__
 from genobatch.executors.task import Task
 from genobatch.problems import InputError, Problem
 
+from .binding import Binder, Context, Item, LaneFacts, Ref, Store, file_name
 from .declarations import PARTS, Step
 from .inputs import Sample
 from .settings import StepSettings
@@ -66,37 +68,6 @@ class RunInputs:
     provenance: dict[str, str] = field(default_factory=dict, compare=False)
 
 
-@dataclass(frozen=True)
-class Ref:
-    """A file: ``name`` in the output of ``task``, or a file of the run's inputs (``task`` None)."""
-
-    task: str | None
-    name: str | Path
-
-
-@dataclass(frozen=True)
-class LaneFacts:
-    """What the run says of a lane: its number in the sample, its reads (pairs) before any trimming, its FASTQ
-    files as given, and its read group (PU, LB, PL)."""
-
-    number: int
-    reads: int
-    raw: tuple[Path, ...]
-    unit: str
-    library: str
-    platform: str
-
-
-@dataclass
-class Item:
-    type: str
-    sample: str | None
-    id: str
-    refs: list[Ref]
-    lane: LaneFacts | None = None  # items of a lane (its reads, its FASTQ files, what is made of them per lane)
-    mate: int | None = None  # fastq items: 1 or 2
-
-
 @dataclass
 class Published:
     """Where a task's outputs go in the outdir (output file name -> path relative to the outdir)."""
@@ -110,9 +81,6 @@ class Graph:
     steps: list[Step]  # in order
     tasks: list[Task]  # in dependency order
     published: list[Published]
-
-
-Store = dict[str, dict[tuple[str | None, str], list[Item]]]  # type -> (sample, id) -> its items (parts: several)
 
 
 class Planner:
@@ -239,7 +207,7 @@ class Planner:
         contexts = []
         for item in items:  # file, lane, chunk: one per file or lane
             number = item.lane.number if item.lane else 0
-            where = f"{name}:{number}" + (f":{_file_name(item.refs[0].name)}" if step.scatter == "file" else "")
+            where = f"{name}:{number}" + (f":{file_name(item.refs[0].name)}" if step.scatter == "file" else "")
             if step.scatter != "chunk":
                 contexts.append(self._context(step, where, sample, id_, {primary: [item]}, item=item))
                 continue
@@ -285,11 +253,11 @@ class Planner:
     # --- building a task --------------------------------------------------------------------------------------
     def _task(self, step: Step, context: Context, produced: Store) -> Task:
         templates = self.templates[step.name]
-        binder = _Binder()
+        binder = Binder()
         variables = self._variables(step, context)
         for name, items in context.bound.items():
             refs = [ref for item in items for ref in item.refs]
-            variables[name] = Words([binder.bind(ref) for ref in refs], [_file_name(ref.name) for ref in refs])
+            variables[name] = Words([binder.bind(ref) for ref in refs], [file_name(ref.name) for ref in refs])
         builtin = None
         if context.chunk is not None and len(context.chunk[1]) > 1:
             builtin, variables[next(iter(step.inputs))] = self._chunk_builtin(step, context, variables)
@@ -478,47 +446,3 @@ class Planner:
             "batch_bases": step.batch_bases,
         }
         return builtin, Words(f"{OUT}/{n}" for n in names)
-
-
-@dataclass
-class Context:
-    """Where one task of a step stands: its name, sample, id, and the items bound to its inputs."""
-
-    name: str
-    sample: str | None
-    id: str
-    bound: dict[str, list[Item]]
-    item: Item | None = None  # file, lane, chunk: the file or lane
-    region: Region | None = None
-    chunk: tuple[int, list[int]] | None = None  # (index, reads per chunk of the lane)
-
-
-def _file_name(path: str | Path) -> str:
-    """``Path(path).name`` without making a Path (planning 10,000 samples names 200,000 files)."""
-    if isinstance(path, Path):
-        return path.name
-    return path if "/" not in path and path not in ("", ".", "..") else Path(path).name
-
-
-class _Binder:
-    """Turns a task's input files into placeholders, collecting its upstream tasks and external files."""
-
-    def __init__(self) -> None:
-        self._upstream: dict[str, None] = {}  # ordered sets: a task over 10,000 samples binds 40,000 files
-        self._files: dict[Path, int] = {}
-
-    @property
-    def upstream(self) -> list[str]:
-        return list(self._upstream)
-
-    @property
-    def files(self) -> list[Path]:
-        return list(self._files)
-
-    def bind(self, ref: Ref) -> str:
-        if ref.task is None:
-            path = ref.name if isinstance(ref.name, Path) else Path(ref.name)
-            index = self._files.setdefault(path, len(self._files))
-            return "{file:" + str(index) + "}"
-        self._upstream.setdefault(ref.task, None)
-        return "{in:" + ref.task + "}/" + str(ref.name)

@@ -25,7 +25,7 @@ from genobatch.problems import InputError, Problem
 
 from .declarations import Step
 from .templates import StepTemplates
-from .units import memory_mib, seconds
+from .units import seconds, step_memory_mib
 from .yamlfile import Located, load, unknown_keys
 
 ARGS = ("args", "args2", "args3")
@@ -76,7 +76,7 @@ def _step_settings(step: Step, values: Located, path: Path, problems: list[Probl
         cpus = None
     memory = timeout = None
     try:
-        memory = memory_mib(values["memory"]) if "memory" in values else None
+        memory = step_memory_mib(values["memory"]) if "memory" in values else None
         timeout = seconds(values["time"]) if "time" in values else None
     except ValueError as exc:
         key = "time" if "memory" not in values or memory is not None else "memory"

@@ -24,6 +24,21 @@ def memory_mib(value: str | int) -> int:
     return mib
 
 
+STEP_MIN_MEMORY_MIB = 64  # each task's job also runs genobatch's job runner (Python, about 18 MB) beside the tool
+
+
+def step_memory_mib(value: str | int) -> int:
+    """A step's memory (``memory_mib``), refused below ``STEP_MIN_MEMORY_MIB``: such a job is killed for memory
+    before its tool starts."""
+    mib = memory_mib(value)
+    if mib < STEP_MIN_MEMORY_MIB:
+        raise ValueError(
+            f"{str(value).strip()!r} is less than {STEP_MIN_MEMORY_MIB} MB, the least a step can have: each task's"
+            " job also runs genobatch's job runner (about 18 MB)"
+        )
+    return mib
+
+
 def seconds(value: str | int) -> int:
     """``90`` (seconds), ``30m``, ``2h``, ``1d 6h``; ValueError otherwise."""
     text = str(value).strip()

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from genobatch.storage import DONE_MARKER as DONE_MARKER  # here too: its users import this module as storage
+
 MULTIPART_BYTES = 64 * 1024 * 1024
-DONE_MARKER = ".task.json"  # uploaded last: a task's S3 output is complete once this object exists
 
 
 def is_s3(location: str | os.PathLike[str]) -> bool:
