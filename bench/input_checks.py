@@ -64,15 +64,20 @@ PREVIOUS = "2f3319c"  # the last commit whose whole-file check inflated with zli
 REPEAT = 3
 
 
-def old_inputs(revision: str) -> ModuleType:
-    """genobatch/pipeline/inputs.py as it was at ``revision``, importable on its own."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:genobatch/pipeline/inputs.py"],
+def source_at(revision: str, name: str) -> str:
+    """genobatch/pipeline/<name>.py's text at ``revision`` (git show)."""
+    return subprocess.run(
+        ["git", "show", f"{revision}:genobatch/pipeline/{name}.py"],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).parent,
     ).stdout
+
+
+def old_inputs(revision: str) -> ModuleType:
+    """genobatch/pipeline/inputs.py as it was at ``revision``, importable on its own."""
+    source = source_at(revision, "inputs")
     spec = importlib.util.spec_from_loader("inputs_before", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
@@ -90,13 +95,7 @@ def old_checks(revision: str) -> ModuleType:
         module = ModuleType(f"{package.__name__}.{name}")
         module.__package__ = package.__name__
         sys.modules[module.__name__] = module  # the relative import and dataclasses look it up
-        source = subprocess.run(
-            ["git", "show", f"{revision}:genobatch/pipeline/{name}.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout
+        source = source_at(revision, name)
         exec(compile(source, f"{revision}:{name}.py", "exec"), module.__dict__)
     return module
 
