@@ -142,6 +142,7 @@ class ContainerRuntime:
             self.run_argv(spec, name, sorted(environment)),
             spec.log_dir,
             {**self.host.base_environment, **environment},  # `--env NAME` takes the value from here
+            self.host.inherited,
             runtime=self.name,
             image=spec.image,
             container=name,

@@ -54,6 +54,7 @@ from .runtime import (
     RunningProcess,
     Runtime,
     own_peak_rss_kib,
+    process_start_time,
     read_exit_status,
     session_rss_kib,
     signal_of_exit,
@@ -133,6 +134,8 @@ class Engine:
         self._stop = threading.Event()
         self._drain = False
         self._next_memory_poll = 0.0
+        self._engine_peak_kib = 0  # the engine's own peak RSS when last read (it never shrinks)
+        self._start_times: list[tuple[str, str, int]] = []  # (proc_start, job id, attempt) to record
 
     # --- public -------------------------------------------------------------------------------------------
     def run(self, until_idle: bool = False, stop: threading.Event | None = None) -> None:
@@ -217,6 +220,9 @@ class Engine:
             if external:
                 self._refresh_config(conn)
                 self._handle_stop_requests(conn)
+            if self._start_times:
+                conn.executemany("UPDATE attempts SET proc_start=? WHERE job_id=? AND number=?", self._start_times)
+                self._start_times = []
             for done in finished:
                 attempt = done.attempt
                 finish_attempt(
@@ -306,19 +312,18 @@ class Engine:
         now = time.monotonic()
         if self.running and now >= self._next_memory_poll:
             self._check_memory()
+            self._learn_start_times()
             self._next_memory_poll = now + self.settings.memory_poll_seconds
         finished = []
-        engine_peak: int | None = None
         for job_id, attempt in list(self.running.items()):
             result = self.runtime.reap(attempt.proc)
             if result is not None:
-                engine_peak = engine_peak or own_peak_rss_kib()
                 self._selector.unregister(attempt.proc.pidfd)
                 os.close(attempt.proc.pidfd)
                 del self.running[job_id]
                 if attempt.pool in self.pools:
                     self.pools[attempt.pool].give_back(attempt.need)
-                finished.append(self._outcome(attempt, result, engine_peak))
+                finished.append(self._outcome(attempt, result))
                 continue
             if attempt.kill_at is not None and now >= attempt.kill_at:
                 self.runtime.signal(attempt.proc, signal.SIGKILL)
@@ -327,18 +332,36 @@ class Engine:
                 self._kill(attempt, ExitReason.TIMEOUT, None, graceful=True)
         return finished
 
-    def _outcome(self, attempt: _Attempt, result: ProcessExit, engine_peak_kib: int) -> _Finished:
+    def _outcome(self, attempt: _Attempt, result: ProcessExit) -> _Finished:
         # ru_maxrss is exact when above the engine's own peak (see own_peak_rss_kib); else use the sampled peak.
         max_rss: int | None = max(result.max_rss_kib or 0, attempt.peak_tree_rss_kib) or None
         if result.usage_exact:
             max_rss = result.max_rss_kib
-        elif result.max_rss_kib is not None and result.max_rss_kib <= engine_peak_kib:
+        elif result.max_rss_kib is not None and not self._above_engine_peak(result.max_rss_kib):
             max_rss = attempt.peak_tree_rss_kib or None
         if attempt.kill_reason is not None:
             outcome = outcome_for(attempt.kill_reason, result.exit_code, attempt.kill_detail)
         else:
             outcome = result.injected or exit_outcome(result, attempt.need.memory_mib)
         return _Finished(attempt, outcome, result.cpu_seconds, max_rss)
+
+    def _above_engine_peak(self, kib: int) -> bool:
+        """Whether ``kib`` exceeds the engine's own peak RSS; read again only when the last reading was lower (a
+        peak never shrinks), so not at every attempt's end."""
+        if kib > self._engine_peak_kib:
+            self._engine_peak_kib = own_peak_rss_kib()
+        return kib > self._engine_peak_kib
+
+    def _learn_start_times(self) -> None:
+        """Read the start time of attempts launched since the last poll (see ``RunningProcess.proc_start``), for
+        the next pass to record: recovery checks it against pid reuse. Until then recovery finds the attempt by
+        its ``GENOBATCH_ATTEMPT`` marker."""
+        for attempt in self.running.values():
+            proc = attempt.proc
+            if proc.proc_start is None and (start := process_start_time(proc.pid)) is not None:
+                proc.proc_start = start
+                self._start_times.append((start, attempt.job_id, attempt.number))
+                self._dirty = True
 
     def _check_memory(self) -> None:
         """Host attempts only: a container's memory limit is the kernel's to enforce (and to report)."""

@@ -90,7 +90,8 @@ CREATE INDEX IF NOT EXISTS deps_reverse ON deps (depends_on);
 CREATE TABLE IF NOT EXISTS attempts (
     job_id TEXT NOT NULL, number INTEGER NOT NULL,
     compute_environment TEXT NOT NULL,
-    pid INTEGER, proc_start TEXT,          -- proc_start guards against pid reuse after a crash
+    pid INTEGER, proc_start TEXT,          -- proc_start guards against pid reuse after a crash (NULL until
+                                           -- the engine's next memory poll: recovery finds those by marker)
     engine_pid INTEGER NOT NULL,
     started_at INTEGER, stopped_at INTEGER,
     exit_code INTEGER, exit_reason TEXT, status_reason TEXT, container_reason TEXT,

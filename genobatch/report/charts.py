@@ -14,21 +14,32 @@ from .trace import TraceRow
 FAILED = "#b00020"  # a failed attempt, whatever its step
 QUEUED = "#d9d9d9"  # waiting between submission and start
 LABEL_WIDTH, BAR_HEIGHT, ROW = 280, 10, 14
+MAX_DOTS = 500  # dots per box plot row: beyond that they only blacken the line (100,000 tasks made 400,000)
+
+
+# tick steps a clock reads well (seconds): 20 s steps made ticks of "1.33333 min"
+CLOCK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
 def _ticks(span_s: float, wanted: int = 8) -> float:
-    """A round step for about ``wanted`` ticks over ``span_s`` seconds."""
+    """A round step for about ``wanted`` ticks over ``span_s`` seconds: a clock's (15 s, 5 min, 2 h) from a
+    second up, a decimal one below."""
     raw = max(span_s / wanted, 0.001)
+    if raw > 1:
+        return float(next((step for step in CLOCK_STEPS if step >= raw), 86400 * math.ceil(raw / 86400)))
     base = 10.0 ** math.floor(math.log10(raw))
     return next(base * m for m in (1.0, 2.0, 5.0, 10.0) if base * m >= raw)
 
 
 def _clock(seconds: float) -> str:
+    """A tick's label: ``0.5 s``, ``45 s``, ``2 min 30 s``, ``1 h 30 min``."""
     if seconds < 60:
         return f"{seconds:g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:g} min"
-    return f"{seconds / 3600:g} h"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
 
 
 def timeline(rows: Sequence[TraceRow], colours: dict[str, str], width: int = 900) -> str:
@@ -82,8 +93,17 @@ def legend(steps: Sequence[str], colours: dict[str, str]) -> str:
     )
 
 
+def dots(numbers: list[float], most: int = MAX_DOTS) -> list[float]:
+    """The values to draw as dots: all of them, or ``most`` evenly spaced order statistics (the smallest and the
+    largest among them), which keep the spread's shape."""
+    if len(numbers) <= most:
+        return numbers
+    ordered = sorted(numbers)
+    return [ordered[i * (len(ordered) - 1) // (most - 1)] for i in range(most)]
+
+
 def boxplots(values: dict[str, list[float]], unit: str, width: int = 420) -> str:
-    """One horizontal box (quartiles, whiskers to min and max, a dot per value) per step."""
+    """One horizontal box (quartiles, whiskers to min and max, a dot per value, or ``MAX_DOTS``) per step."""
     present = {step: v for step, v in values.items() if v}
     if not present:
         return "<p>Not measured.</p>"
@@ -107,7 +127,7 @@ def boxplots(values: dict[str, list[float]], unit: str, width: int = 420) -> str
         )
         middle = 120 + median * scale
         parts.append(f'<line x1="{middle:.1f}" y1="{y}" x2="{middle:.1f}" y2="{y + 14}" stroke="#000"/>')
-        parts += [f'<circle cx="{120 + v * scale:.1f}" cy="{y + 7}" r="1.5" fill="#333"/>' for v in numbers]
+        parts += [f'<circle cx="{120 + v * scale:.1f}" cy="{y + 7}" r="1.5" fill="#333"/>' for v in dots(numbers)]
     axis_y = height - 12
     parts.append(f'<text x="120" y="{axis_y + 10}">0</text>')
     parts.append(f'<text x="{120 + width}" y="{axis_y + 10}" text-anchor="end">{top:.4g} {html.escape(unit)}</text>')

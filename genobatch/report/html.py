@@ -1,7 +1,12 @@
 """The run report: one self-contained HTML file (nothing fetched), after Nextflow's report and timeline: a banner
 saying how the run ended, the run's facts, a timeline with a time axis and legend, the spread of time, CPU and
 memory per step (box plots), requested against used, every failure with its command, exit reason and log,
-a sortable table of every task, and the versions."""
+a sortable table of every task, and the versions.
+
+A run of 100,000 tasks made a 100 MB page that no browser shows well and took 740 MB to render. The page is written
+as it renders (jinja2's stream), and the timeline and the task table show at most ``REPORT_MAX_TASKS`` tasks,
+Nextflow's ``report.maxTasks`` default, failures first, with a line saying so; the figures, box plots and
+per-step table count every task, and the trace file lists them all."""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from jinja2 import Environment
 
 from .charts import boxplots, legend, timeline
 from .trace import RAN, TraceRow, root_failures
+
+REPORT_MAX_TASKS = 10_000  # tasks in the timeline and the task table (Nextflow's report.maxTasks default)
+OK_STATUSES = ("COMPLETED", "CACHED")
 
 
 @dataclass
@@ -66,7 +74,10 @@ td.FAILED{color:#b00020;font-weight:bold} td.ABORTED{color:#ef6c00}
 attempt, what AWS Batch bills by)</dd>
 </dl>
 <h2>Timeline</h2>
-{{ legend|safe }}{{ timeline|safe }}
+{% if shown < total %}<p class="capped">The timeline and the task table show {{ "{:,}".format(shown) }} of
+{{ "{:,}".format(total) }} tasks ({{ "{:,}".format(cap) }} at most, as Nextflow's report.maxTasks; those that did not
+complete first). The figures and charts count every task; the execution trace beside this report lists them all.</p>
+{% endif %}{{ legend|safe }}{{ timeline|safe }}
 <h2>Spread per step</h2>
 <div class="charts">
 <div><h3>Run time</h3>{{ box_time|safe }}</div><div><h3>CPU (% of one vCPU)</h3>{{ box_cpu|safe }}</div>
@@ -123,10 +134,11 @@ def write_report(path: Path, rows: list[TraceRow], summary: RunSummary) -> None:
     for row in attempts:
         by_step[row.step].append(row)
     order = [s for s in summary.steps if s in by_step] + [s for s in by_step if s not in summary.steps]
+    shown = shown_rows(rows)
     page = (
         Environment(autoescape=True)
         .from_string(TEMPLATE)
-        .render(
+        .stream(
             s=summary,
             started=time.strftime("%F %T", time.localtime(summary.started)),
             finished=time.strftime("%F %T", time.localtime(summary.finished)),
@@ -139,19 +151,37 @@ def write_report(path: Path, rows: list[TraceRow], summary: RunSummary) -> None:
             requested=requested,
             utilisation=100 * cpu / requested if requested else 0,
             legend=legend(order, summary.colours),
-            timeline=timeline(rows, summary.colours),
+            timeline=timeline(shown, summary.colours),
             box_time=boxplots({s: [r.realtime_s or 0 for r in by_step[s]] for s in order}, "s"),
             box_cpu=boxplots({s: [r.pct_cpu for r in by_step[s] if r.pct_cpu is not None] for s in order}, "%"),
             box_memory=boxplots({s: [r.peak_rss_mib for r in by_step[s] if r.peak_rss_mib] for s in order}, "MiB"),
             box_share=boxplots({s: [_share(r) for r in by_step[s] if r.peak_rss_mib] for s in order}, "%"),
             per_step=[_step_row(step, by_step[step]) for step in order],
             headers=HEADERS,
-            tasks=[_task_row(r) for r in rows],
+            tasks=map(_task_row, shown),
+            shown=len(shown),
+            total=len(rows),
+            cap=REPORT_MAX_TASKS,
         )
     )
+    page.enable_buffering(200)  # write in pieces of 200 template events, not one per value
     temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(page)
+    page.dump(str(temporary), encoding="utf-8")
     temporary.replace(path)
+
+
+def shown_rows(rows: list[TraceRow], cap: int = REPORT_MAX_TASKS) -> list[TraceRow]:
+    """The rows the timeline and the task table show: all when at most ``cap``; else the ones that did not
+    complete (failed, aborted) first, then the others, in the trace's order."""
+    if len(rows) <= cap:
+        return rows
+    unusual = [i for i, r in enumerate(rows) if r.status not in OK_STATUSES][:cap]
+    chosen = set(unusual)
+    for i in range(len(rows)):
+        if len(chosen) >= cap:
+            break
+        chosen.add(i)
+    return [rows[i] for i in sorted(chosen)]
 
 
 def _share(row: TraceRow) -> float:
