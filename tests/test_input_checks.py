@@ -196,9 +196,14 @@ LANES = [
 ]
 
 
-def test_the_check_finds_each_lane_s_batches_as_reading_it_again_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel_bytes", [1 << 60, 0], ids=["one process", "a worker per file"])
+def test_the_check_finds_each_lane_s_batches_as_reading_it_again_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel_bytes: int
+) -> None:
     """Where bwa's batches end in a lane (R1 and R2 together, or R1 alone), found from the read lengths the
-    check records as it reads, for each batch size asked: the same as reading the files again for them."""
+    check records as it reads, for each batch size asked: the same as reading the files again for them, whether
+    a lane's files are read one after the other or each in its own worker process (the lengths come back)."""
+    monkeypatch.setattr(inputs, "PARALLEL_CHECK_BYTES", parallel_bytes)
     rows = [f"s{i},{first},{second or ''}" for i, (first, second) in enumerate(LANES)]
     sample_sheet = sheet(tmp_path, *rows)
     facts = inputs.FileFacts(tmp_path / "inputs.json")

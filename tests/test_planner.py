@@ -117,7 +117,7 @@ def test_commands_are_what_the_by_hand_pipeline_runs() -> None:
     assert command(tasks["align:S1:1:0"]) == (
         "bwa mem -t {threads} -K 10000000 -R @RG\\tID:S1.1\\tSM:S1\\tLB:S1\\tPL:ILLUMINA\\tPU:1 "
         "{in:reference}/ref.fa {file:0} "
-        "{file:1} | samtools sort -m 512M -T {out}/sort -o {out}/aligned.bam -"
+        "{file:1} | samtools sort -l 1 -m 512M -T {out}/sort -o {out}/aligned.bam -"
     )
     assert command(tasks["call:S1:1"]) == (
         "bcftools mpileup -f {in:reference}/ref.fa -a AD,DP -r chr1:1-20000 -Ou {in:merge:S1}/S1.bam | "

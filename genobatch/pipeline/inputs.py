@@ -19,7 +19,7 @@ import os
 import re
 import stat
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -391,8 +391,9 @@ Checked = FastqFacts | Problem
 
 def _check_files(sheet: Path, lanes: list[Lane], facts: FileFacts, batch_bases: tuple[int, ...]) -> dict[Path, Checked]:
     """Each distinct file's facts (by resolved path) or problem: remembered ones are not read; the others are
-    read once each, a lane's together (so that its batches come of the same read), in worker processes when
-    there is enough to read (a check runs at one core's speed)."""
+    read once each, in worker processes when there is enough to read (a check runs at one core's speed): R1
+    and R2 of a lane side by side, which halved the check of one big sample on two cores. A lane read whole
+    now also gets its aligner's batches, from the read lengths its files' checks recorded."""
     results: dict[Path, Checked] = {}
     units: list[tuple[list[Path], int, tuple[int, ...]]] = []  # a lane's files to read, its line, batch sizes
     claimed: set[Path] = set()
@@ -411,41 +412,52 @@ def _check_files(sheet: Path, lanes: list[Lane], facts: FileFacts, batch_bases: 
                 claimed.add(key)
         if todo:  # batches only when the whole lane is read now (else planning reads it for them, once)
             units.append((todo, lane.line, batch_bases if len(todo) == len(files) else ()))
-    size = sum(f.stat().st_size for files, _, _ in units for f in files if file_problem(f, "") is None)
-    workers = min(len(units), len(os.sched_getaffinity(0)), MAX_CHECK_WORKERS)
-    if workers > 1 and size >= PARALLEL_CHECK_BYTES:
-        spawn = multiprocessing.get_context("spawn")  # not fork: the parent may hold threads (S3 downloads)
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-            columns = list(zip(*units, strict=True))
-            checked = list(pool.map(_check_lane, columns[0], [sheet] * len(units), columns[1], columns[2]))
-    else:
-        checked = [_check_lane(paths, sheet, line, wanted) for paths, line, wanted in units]
-    for (files, _, _), (found, batches) in zip(units, checked, strict=True):
-        for fastq, result in zip(files, found, strict=True):
-            results[facts.resolve(fastq)] = result
-            if isinstance(result, FastqFacts):
-                facts.put(fastq, FASTQ_FACTS, result.to_json())
-                facts.put(fastq, "sha256", result.sha256)
-                facts.put(fastq, "gzip", is_gzip(fastq))  # for its name's check, in later runs too
-        for bases, sizes in batches.items():
-            facts.put(files[0], facts.batches_kind(bases, files[1] if len(files) > 1 else None), sizes)
+    files_to_read = [(fastq, line, bool(wanted)) for todo, line, wanted in units for fastq in todo]
+    with contextlib.closing(_checked_files(sheet, files_to_read)) as checked:  # closing: its workers end here
+        for files, _, wanted in units:
+            found, lengths = zip(*(next(checked) for _ in files), strict=True)
+            for fastq, result in zip(files, found, strict=True):
+                results[facts.resolve(fastq)] = result
+                if isinstance(result, FastqFacts):
+                    facts.put(fastq, FASTQ_FACTS, result.to_json())
+                    facts.put(fastq, "sha256", result.sha256)
+                    facts.put(fastq, "gzip", is_gzip(fastq))  # for its name's check, in later runs too
+            for bases, sizes in _lane_batches(list(found), list(lengths), wanted).items():
+                facts.put(files[0], facts.batches_kind(bases, files[1] if len(files) > 1 else None), sizes)
     return results
 
 
-def _check_lane(
-    files: list[Path], sheet: Path, line: int, batch_bases: tuple[int, ...]
-) -> tuple[list[Checked], dict[int, list[int]]]:
-    """A lane's files checked (``check_fastq``), and where its aligner's batches end for each of
-    ``batch_bases`` when they are good, from the read lengths the checks recorded."""
-    lengths = [array("I") for _ in files] if batch_bases else [None] * len(files)
-    found = [check_fastq(fastq, sheet, line, length) for fastq, length in zip(files, lengths, strict=True)]
+def _checked_files(sheet: Path, files: list[tuple[Path, int, bool]]) -> Generator[tuple[Checked, array[int] | None]]:
+    """``_check_file`` of each (file, line, record lengths), in order; in worker processes when it is worth it."""
+    size = sum(f.stat().st_size for f, _, _ in files if file_problem(f, "") is None)
+    workers = min(len(files), len(os.sched_getaffinity(0)), MAX_CHECK_WORKERS)
+    if workers < 2 or size < PARALLEL_CHECK_BYTES:
+        yield from (_check_file(fastq, sheet, line, record) for fastq, line, record in files)
+        return
+    spawn = multiprocessing.get_context("spawn")  # not fork: the parent may hold threads (S3 downloads)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+        paths, lines, record = zip(*files, strict=True)
+        yield from pool.map(_check_file, paths, [sheet] * len(files), lines, record)
+
+
+def _check_file(fastq: Path, sheet: Path, line: int, record_lengths: bool) -> tuple[Checked, array[int] | None]:
+    """One file checked (``check_fastq``), with its reads' lengths when asked (for its lane's batches)."""
+    lengths = array("I") if record_lengths else None
+    found = check_fastq(fastq, sheet, line, lengths)
+    return found, lengths if isinstance(found, FastqFacts) else None
+
+
+def _lane_batches(
+    found: list[Checked], lengths: list[array[int] | None], batch_bases: tuple[int, ...]
+) -> dict[int, list[int]]:
+    """Where the lane's aligner's batches end for each of ``batch_bases``, when its files are good."""
     if not batch_bases or not all(isinstance(f, FastqFacts) for f in found):
-        return found, {}
+        return {}
     first, second = lengths[0], lengths[1] if len(lengths) > 1 else None
     assert first is not None
     if second is not None and len(first) != len(second):
-        return found, {}  # R1 and R2 differ: refused as such
-    return found, {bases: bwa_batches_of(first, second, bases) for bases in batch_bases}
+        return {}  # R1 and R2 differ: refused as such
+    return {bases: bwa_batches_of(first, second, bases) for bases in batch_bases}
 
 
 def _pair_problems(sheet: Path, lane: Lane, first: FastqFacts, second: FastqFacts) -> list[Problem]:
