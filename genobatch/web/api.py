@@ -6,7 +6,6 @@ Every file is found from the records (never from a URL) and proven inside its ro
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,7 @@ class Dashboard:
     def run(self, run_id: str) -> dict[str, Any]:
         record = self.record(run_id)
         tasks = self.tasks(record)
-        bars = [asdict(b) for t in tasks for b in t.bars]
+        bars = [b.json() for t in tasks for b in t.bars]
         steps = progress(tasks, self.order)
         colours = {s["step"]: self.colours.get(s["step"], "") for s in steps}
         return {

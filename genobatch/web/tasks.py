@@ -11,7 +11,7 @@ import re
 import shlex
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Bar:
     stop: int | None
     ok: bool | None  # None: still running
 
+    def json(self) -> dict[str, Any]:
+        return dict(vars(self))  # dataclasses.asdict deep-copies: half of a 10,000-task run's answer time
+
 
 @dataclass
 class TaskView:
@@ -56,9 +59,7 @@ class TaskView:
     bars: list[Bar] = field(default_factory=list)
 
     def json(self) -> dict[str, Any]:
-        out = asdict(self)
-        del out["bars"]
-        return out
+        return {name: value for name, value in vars(self).items() if name != "bars"}
 
 
 class TaskFiles:
