@@ -3,7 +3,7 @@
 Not a test: it prints and saves JSON (``bench/results/engine_overhead.json``). Each case is timed in the
 same run as its ``xargs`` baseline, so the ratio is meaningful on a shared, noisy machine.
 
-    python -m bench.engine_overhead [--jobs 10000] [--repeat 1] [--children 100000]
+    python -m bench.engine_overhead [--jobs 10000] [--repeat 1] [--children 100000] [--dir /dev/shm]
 
 Cases: N independent jobs (submitted in one ``submit-jobs`` transaction), and one N-child array job.
 Timing covers submission plus the engine running everything (the engine runs as its own process, as
@@ -144,6 +144,16 @@ def case(kind: str, jobs: int, workdir: Path, baseline: bool = True) -> dict[str
     return result
 
 
+def file_system(path: Path) -> str:
+    """The type of the file system holding ``path`` (its mount's), as /proc/self/mounts names it."""
+    best, kind = "", "unknown"
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mount, fstype, *_ = line.split()
+        if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best):
+            best, kind = mount, fstype
+    return f"{kind} ({best})"
+
+
 def environment() -> dict[str, Any]:
     return {
         "genobatch": __version__,
@@ -170,10 +180,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--children", type=int, default=0, help="also run this many array children (memory)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where the state directories go (e.g. /dev/shm: no disk file system)"
+    )
     args = parser.parse_args()
     env = environment()
     results = []
-    with tempfile.TemporaryDirectory(prefix="genobatch-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="genobatch-bench-", dir=args.dir) as tmp:
+        where = file_system(Path(tmp))
         for repeat in range(args.repeat):
             for kind in ("independent", "array"):
                 result = case(kind, args.jobs, Path(tmp) / f"r{repeat}")
@@ -188,6 +202,7 @@ def main() -> None:
         "goal": "ratio_to_xargs <= 1.2; engine peak RSS flat from 10,000 to 100,000 array children",
         "measured_at": time.strftime("%F %T"),
         "environment": env,
+        "state_file_system": where,  # the engine's per-job cost is mostly this file system's (mkdir, create)
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "bench_process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
