@@ -200,4 +200,4 @@ def test_aws_cli_reference_examples_verbatim(aws: Aws, engine: BackgroundEngine,
     job = wait_for(described, "the example job to end")
     assert job["status"] == "SUCCEEDED" and job["container"]["command"] == ["echo", "hello"]
     assert job["jobQueue"].endswith(":job-queue/HighPriority")
-    assert (engine.state_dir / "jobs" / job["jobId"] / "1" / "stdout.log").read_text() == "hello\n"
+    assert (engine.state_dir / "jobs" / f"{job['jobId']}.1" / "stdout.log").read_text() == "hello\n"

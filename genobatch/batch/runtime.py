@@ -248,10 +248,11 @@ _EXECUTABLES: dict[tuple[str, str | None, str], tuple[str, int, int, int]] = {}
 
 
 def make_attempt_dirs(spec: LaunchSpec) -> None:
-    """``jobs/<job>/<attempt>/work``: three ``mkdir`` calls (``os.makedirs`` makes five, failing first)."""
+    """The attempt's directory and its ``work``: two ``mkdir`` calls (``os.makedirs`` makes four, failing first;
+    on a well-used ext4 a ``mkdir`` took 0.1 ms, the largest part of the engine's cost of a short job)."""
     try:
-        for directory in (spec.log_dir.parent, spec.log_dir, spec.work_dir):
-            with contextlib.suppress(FileExistsError):
+        for directory in (spec.log_dir, spec.work_dir):
+            with contextlib.suppress(FileExistsError):  # a launch its engine did not live to record
                 os.mkdir(directory)
     except FileNotFoundError:  # the first attempt of the state directory: no jobs/ yet
         os.makedirs(spec.work_dir, exist_ok=True)

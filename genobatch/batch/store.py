@@ -6,7 +6,7 @@ read-check-write done inside ``Store.write()`` cannot race another process. Layo
     <state>/state.db            this database
     <state>/engine.lock         held (flock) by the one engine scheduling from this directory
     <state>/engine.log          the background engine's own log
-    <state>/jobs/<job-id>/<attempt>/{stdout.log,stderr.log,exit_status,work/}
+    <state>/jobs/<job-id>.<attempt>/{stdout.log,stderr.log,exit_status,work/}  (job-id: ':' as '_')
     <state>/state.db.lock       held while a database is created or a damaged one is set aside
     <state>/state.db.damaged    left by a use that found the database damaged: the next open sets it aside
 
@@ -296,7 +296,9 @@ class Store:
         self.conn.close()
 
     def attempt_dir(self, job_id: str, attempt: int) -> Path:
-        return self.jobs_dir / job_id.replace(":", "_") / str(attempt)
+        """One directory per attempt, not one per job holding its attempts: a ``mkdir`` less per launch. (Older
+        attempts keep the directory recorded with them, ``attempts.log_dir``.)"""
+        return self.jobs_dir / f"{job_id.replace(':', '_')}.{attempt}"
 
 
 class _Damaged(Exception):
