@@ -436,8 +436,8 @@ def _checked_files(sheet: Path, files: list[tuple[Path, int, bool]]) -> Generato
         return
     spawn = multiprocessing.get_context("spawn")  # not fork: the parent may hold threads (S3 downloads)
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-        paths, lines, record = zip(*files, strict=True)
-        yield from pool.map(_check_file, paths, [sheet] * len(files), lines, record)
+        paths, lines, record_lengths = zip(*files, strict=True)
+        yield from pool.map(_check_file, paths, [sheet] * len(files), lines, record_lengths)
 
 
 def _check_file(fastq: Path, sheet: Path, line: int, record_lengths: bool) -> tuple[Checked, array[int] | None]:

@@ -3,7 +3,7 @@ saying how the run ended, the run's facts, a timeline with a time axis and legen
 memory per step (box plots), requested against used, every failure with its command, exit reason and log,
 a sortable table of every task, and the versions.
 
-A run of 100,000 tasks made a 100 MB page that no browser shows well and took 740 MB to render. The page is written
+A report of 100,000 tasks was a 100 MB page that no browser shows well and took 907 MB to render. It is written
 as it renders (jinja2's stream), and the timeline and the task table show at most ``REPORT_MAX_TASKS`` tasks,
 Nextflow's ``report.maxTasks`` default, failures first, with a line saying so; the figures, box plots and
 per-step table count every task, and the trace file lists them all."""
