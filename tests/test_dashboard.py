@@ -69,6 +69,26 @@ def test_a_run_as_the_dashboard_shows_it(made: MadeRun) -> None:
     assert [r["id"] for r in listed] == [RUN] and listed[0]["samples"] == 1
 
 
+def test_an_ended_run_is_worked_out_once_a_running_one_at_every_ask(
+    made: MadeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page asks for a run every few seconds; a run that ended changes no more (0.6 s per ask at 10,000
+    tasks), while a running one must be read afresh each time."""
+    board = Dashboard(made.work)
+    calls = []
+    worked_out = board.tasks
+    monkeypatch.setattr(board, "tasks", lambda record: calls.append(record.run_id) or worked_out(record))
+    board.run(RUN)
+    board.run(RUN)
+    assert len(calls) == 2, "running: read at every ask"
+    made.record.status, made.record.finished = "failed", time.time()
+    made.record.save(made.work)
+    first, again = board.run(RUN), board.run(RUN)
+    assert len(calls) == 3, "ended: worked out once"
+    assert first["tasks"] == again["tasks"] and first["status"] == again["status"] == "failed"
+    assert again["now"] >= first["now"]
+
+
 def test_a_failed_job_its_command_attempts_and_log_followed_by_offset(made: MadeRun) -> None:
     board = Dashboard(made.work)
     job = board.job(RUN, made.failed)
