@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from genobatch.batch import BatchClient
+from genobatch.report.trace import FIELDS
 from genobatch.web.api import Dashboard, NotFound
 from genobatch.web.server import DashboardServer
+from genobatch.web.tasks import from_trace
 
 from .conftest import EngineThread, define
 from .dashboard_helpers import RUN, SECRET, MadeRun, make_run, post, raw_get
@@ -87,6 +89,25 @@ def test_an_ended_run_is_worked_out_once_a_running_one_at_every_ask(
     assert len(calls) == 3, "ended: worked out once"
     assert first["tasks"] == again["tasks"] and first["status"] == again["status"] == "failed"
     assert again["now"] >= first["now"]
+
+
+def test_a_trace_s_attempts_as_timeline_bars(tmp_path: Path) -> None:
+    """Runs on AWS Batch or Slurm leave only their trace: its submit time (local, with milliseconds), duration
+    and realtime place each attempt; a time that does not parse places none, and the rest still reads."""
+    rows = [
+        {"name": "align:S1", "status": "COMPLETED", "submit": "2026-11-29 21:49:05.123", "duration": "3s",
+         "realtime": "2s", "step": "align", "sample": "S1", "exit": "0"},
+        {"name": "call:S1", "status": "FAILED", "submit": "2026-11-29 21:49:05.x", "duration": "1s",
+         "realtime": "1s", "step": "call", "sample": "S1", "exit": "1"},
+    ]  # fmt: skip
+    trace = tmp_path / "trace.txt"
+    lines = ["\t".join(FIELDS)] + ["\t".join(row.get(f, "-") for f in FIELDS) for row in rows]
+    trace.write_text("\n".join(lines) + "\n")
+    align, call = from_trace(trace)
+    submit = int(time.mktime(time.strptime("2026-11-29 21:49:05", "%Y-%m-%d %H:%M:%S"))) * 1000 + 123
+    (bar,) = align.bars
+    assert (bar.submit, bar.start, bar.stop, bar.ok) == (submit, submit + 1000, submit + 3000, True)
+    assert call.status == "FAILED" and call.exit == 1 and call.bars[0].submit is None
 
 
 def test_a_failed_job_its_command_attempts_and_log_followed_by_offset(made: MadeRun) -> None:
