@@ -5,7 +5,6 @@ the same probe reads versions inside the tool images when ``genobatch images bui
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import shlex
 import shutil
@@ -17,8 +16,6 @@ from genobatch.problems import InputError, Problem
 
 from .task import HOST
 
-MAX_PROBES = 8  # version commands run at once
-
 
 def host_path() -> str:
     """PATH with genobatch's own interpreter's folder first: tools installed beside it (its extras) are found."""
@@ -28,7 +25,7 @@ def host_path() -> str:
 def tool_versions(tools: dict[str, tuple[str, str]]) -> dict[str, str]:
     """Each host tool's version (``tools``: tool -> (version command, image)); raises InputError naming every
     missing tool and where its package is named."""
-    probes, problems = {}, []
+    versions, problems = {}, []
     path = host_path()
     for tool, (command, image) in sorted(tools.items()):
         program = shlex.split(command)[0]
@@ -38,11 +35,7 @@ def tool_versions(tools: dict[str, tuple[str, str]]) -> dict[str, str]:
             fix = f"install {program}{package}, or run in the tool images (genobatch images build; --runtime podman)"
             problems.append(Problem(Path(program), None, f"{tool} is not installed", fix))
             continue
-        probes[tool] = shlex.join([found, *shlex.split(command)[1:]])
+        versions[tool] = probe_version(shlex.join([found, *shlex.split(command)[1:]])) or "unknown"
     if problems:
         raise InputError(problems)
-    # side by side: one after the other, the germline steps' five probes took 1.1 s of every run's start
-    # (FastQC's Java and MultiQC's Python start slowly); each waits on its process, so threads serve
-    with concurrent.futures.ThreadPoolExecutor(max(1, min(len(probes), MAX_PROBES))) as pool:
-        found_versions = pool.map(probe_version, probes.values())
-        return {tool: version or "unknown" for tool, version in zip(probes, found_versions, strict=True)}
+    return versions
