@@ -212,10 +212,10 @@ def _timestamp_ms(text: str | None) -> int | None:
     if not text or text == "-":
         return None
     whole, _, fraction = text.partition(".")
-    seconds = _local_seconds(whole)
-    if seconds is None or not (fraction or "0")[:3].isdigit():
+    seconds, millis = _local_seconds(whole), (fraction or "0")[:3]
+    if seconds is None or not millis.isdigit():
         return None
-    return int(seconds * 1000) + int((fraction or "0")[:3].ljust(3, "0"))
+    return int(seconds * 1000) + int(millis.ljust(3, "0"))
 
 
 @functools.lru_cache(maxsize=4096)
