@@ -102,3 +102,24 @@ def post(port: int, path: str, token: str | None, body: dict[str, str] | None = 
     data = json.loads(response.read() or b"{}")
     conn.close()
     return response.status, data
+
+
+def make_trace_run(root: Path, tasks: int, failed_every: int = 100) -> RunRecord:
+    """A run that ended leaving only its trace (as on AWS Batch or Slurm): ``tasks`` tasks of 10 samples each,
+    one second apart, every ``failed_every``-th one FAILED."""
+    work, info = root / "work", root / "results" / "pipeline_info"
+    info.mkdir(parents=True)
+    record = RunRecord(RUN, "genobatch run --input big.csv", str(work), str(root / "results"), str(info),
+                       time.time() - tasks, os.getpid(), status="failed", finished=time.time())  # fmt: skip
+    record.save(work)
+    start = time.localtime(record.started)
+    with open(record.trace, "w") as handle:
+        handle.write("\t".join(FIELDS) + "\n")
+        for i in range(tasks):
+            submit = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.mktime(start) + i)) + ".000"
+            status = "FAILED" if i % failed_every == failed_every - 1 else "COMPLETED"
+            row = {"task_id": str(i + 1), "name": f"step{i % 10}:S{i // 10:05d}", "status": status,
+                   "step": f"step{i % 10}", "sample": f"S{i // 10:05d}", "submit": submit, "duration": "2s",
+                   "realtime": "1s", "exit": "1" if status == "FAILED" else "0"}  # fmt: skip
+            handle.write("\t".join(row.get(f, "-") for f in FIELDS) + "\n")
+    return record

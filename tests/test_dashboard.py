@@ -21,10 +21,10 @@ from genobatch.batch import BatchClient
 from genobatch.report.trace import FIELDS
 from genobatch.web.api import Dashboard, NotFound
 from genobatch.web.server import DashboardServer
-from genobatch.web.tasks import from_trace
+from genobatch.web.tasks import TASK_PAGE, TIMELINE_BARS, TaskQuery, from_trace
 
 from .conftest import EngineThread, define
-from .dashboard_helpers import RUN, SECRET, MadeRun, make_run, post, raw_get
+from .dashboard_helpers import RUN, SECRET, MadeRun, make_run, make_trace_run, post, raw_get
 from .pipeline_helpers import DATA, failing_bwa, needs_tools
 from .test_run_experience import browser, screenshot, texts  # noqa: F401 - the browser fixture, shared
 
@@ -108,6 +108,41 @@ def test_a_trace_s_attempts_as_timeline_bars(tmp_path: Path) -> None:
     (bar,) = align.bars
     assert (bar.submit, bar.start, bar.stop, bar.ok) == (submit, submit + 1000, submit + 3000, True)
     assert call.status == "FAILED" and call.exit == 1 and call.bars[0].submit is None
+
+
+def test_a_big_run_is_sent_a_page_at_a_time(tmp_path: Path) -> None:
+    """The page asks for one page of the run's tasks, filtered by the server, and the earliest attempts for the
+    timeline: a run of 70,000 tasks is tens of MB of JSON every few seconds otherwise."""
+    make_trace_run(tmp_path, 2500, failed_every=100)
+    board = Dashboard(tmp_path / "work")
+    first = board.run(RUN)
+    assert (first["total"], first["failed"], first["done"]) == (2500, 25, 2475), "counts are of every task"
+    assert len(first["tasks"]) == TASK_PAGE == 1000 and first["matching"] == 2500 and first["offset"] == 0
+    assert first["tasks"][0]["name"] == "step0:S00000"
+    last = board.run(RUN, TaskQuery(offset=2000))
+    assert len(last["tasks"]) == 500 and last["tasks"][-1]["name"] == "step9:S00249"
+    failed = board.run(RUN, TaskQuery(group="failed"))
+    assert failed["matching"] == 25 and {t["status"] for t in failed["tasks"]} == {"FAILED"}
+    found = board.run(RUN, TaskQuery(search="s00042"))
+    assert [t["name"] for t in found["tasks"]] == [f"step{i}:S00042" for i in range(10)], "name or sample, any case"
+    assert len(first["timeline"]) == TIMELINE_BARS and first["timelineTotal"] == 2500
+    starts = [b["start"] for b in first["timeline"]]
+    assert starts == sorted(starts) and first["timeline"][0]["task"] == "step0:S00000", "the earliest attempts"
+    assert len(json.dumps(first)) < 400_000, "a page, not the run"
+    with pytest.raises(ValueError, match="state='stuck' is not a state: give one of all, done"):
+        TaskQuery(group="stuck")
+    served = DashboardServer(tmp_path / "work")
+    served.start()
+    try:
+        status, body = raw_get(port(served), f"/api/runs/{RUN}?state=failed&offset=20&limit=3")
+        answer = json.loads(body)
+        assert status == 200 and answer["matching"] == 25 and len(answer["tasks"]) == 3
+        assert [t["name"] for t in answer["tasks"]] == ["step9:S00209", "step9:S00219", "step9:S00229"]
+        status, body = raw_get(port(served), f"/api/runs/{RUN}?limit=0")
+        assert status == 400 and "limit=0 is out of range: give 1 to 5000" in json.loads(body)["error"]
+    finally:
+        served.shutdown()
+        served.server_close()
 
 
 def test_a_failed_job_its_command_attempts_and_log_followed_by_offset(made: MadeRun) -> None:
@@ -382,3 +417,38 @@ def test_cancel_from_the_browser_with_the_token(tmp_path: Path, browser: Any) ->
     finally:
         served.shutdown()
         served.server_close()
+
+
+def test_a_big_run_paged_filtered_and_searched_in_a_browser(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    make_trace_run(tmp_path, 2500, failed_every=100)
+    served = DashboardServer(tmp_path / "work")
+    served.start()
+    try:
+        browser.get(f"{served.url}/runs/{RUN}")
+        wait_until("a page of tasks", lambda: texts(browser, "#page-range") == ["1–1,000 of 2,500"], 30)
+        assert len(texts(browser, "tr.task")) == 1000
+        assert texts(browser, "#timeline-capped") == ["the first 400 of 2500 attempts"]
+        click(browser, "#page-next")
+        wait_until("the second page", lambda: texts(browser, "#page-range") == ["1,001–2,000 of 2,500"], 30)
+        assert texts(browser, "tr.task td.col-0")[0] == "step0:S00100"
+        screenshot(browser, "dashboard-big-run", tmp_path)
+        click(browser, "button.chip[data-filter=failed]")
+        wait_until("the failed tasks", lambda: len(texts(browser, "tr.task[data-group=failed]")) == 25, 30)
+        assert not texts(browser, "tr.task[data-group=done]") and not texts(browser, "#tasks-pager"), "one page"
+        click(browser, "button.chip[data-filter=all]")
+        wait_until("every task again", lambda: texts(browser, "#page-range") == ["1–1,000 of 2,500"], 30)
+        click(browser, "#task-search")
+        ActionChains(browser).send_keys("S00042").perform()  # typed into whatever has the focus, as a person does
+        wait_until("the sample's tasks", lambda: len(texts(browser, "tr.task")) == 10, 30)
+        assert browser.switch_to.active_element.get_attribute("id") == "task-search", "typing keeps the focus"
+    finally:
+        served.shutdown()
+        served.server_close()
+
+
+def click(driver: Any, selector: str) -> None:
+    """Click (and focus) what ``selector`` finds now: the page redraws its cards as it polls, so an element found
+    earlier may be gone by the time it is clicked."""
+    driver.execute_script("const e = document.querySelector(arguments[0]); e.focus(); e.click()", selector)

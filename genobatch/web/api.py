@@ -16,7 +16,18 @@ from genobatch.pipeline.runinfo import RunRecord, load_runs
 
 from . import state
 from .files import inside, read_chunk, safe_name
-from .tasks import TaskFiles, TaskView, command_text, from_engine, from_trace, merged, progress, with_task_names
+from .tasks import (
+    TaskFiles,
+    TaskQuery,
+    TaskView,
+    command_text,
+    from_engine,
+    from_trace,
+    merged,
+    progress,
+    timeline,
+    with_task_names,
+)
 
 MULTIQC_REPORT = Path("multiqc") / "multiqc_report.html"  # where the multiqc step publishes it (multiqc.yaml)
 STREAMS = ("stderr", "stdout")
@@ -42,7 +53,8 @@ class Dashboard:
         self.files = TaskFiles(self.work)
         self.order, self.colours = step_order()
         self._ended: dict[tuple[str, float | None], dict[str, Any]] = {}  # counts of runs that ended
-        self._last_ended: tuple[tuple[str, float | None], dict[str, Any]] | None = None  # the last one shown
+        # the last run that ended shown, worked out (``_worked_out``)
+        self._last_ended: tuple[tuple[str, float | None], tuple[list[TaskView], dict[str, Any]]] | None = None
 
     # --- runs ---------------------------------------------------------------------------------------------
     def record(self, run_id: str) -> RunRecord:
@@ -88,23 +100,34 @@ class Dashboard:
                 engine, _ = from_engine(conn, record.run_id, self.files, state.engine_alive(self.work))
         return with_task_names(merged(engine, from_trace(record.trace)))
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str, query: TaskQuery | None = None) -> dict[str, Any]:
+        """The run's counts, progress per step and earliest attempts, with one page of its tasks (``query``)."""
         record = self.record(run_id)
+        tasks, answer = self._worked_out(record)
+        query = query or TaskQuery()
+        page, matching = query.page(tasks)
+        shown = {"tasks": [t.json() for t in page], "matching": matching, "offset": query.offset, "limit": query.limit}
+        return {**self._summary(record), **answer, **shown, "now": _now()}
+
+    def _worked_out(self, record: RunRecord) -> tuple[list[TaskView], dict[str, Any]]:
+        """The run's tasks and what the page shows of all of them; a run that ended changes no more, so it is
+        worked out once (the page asks every 5 s: 0.6 s each for 10,000 tasks)."""
         key = (record.run_id, record.finished)
-        if self._last_ended and self._last_ended[0] == key:  # a run that ended changes no more
-            return {**self._summary(record), **self._last_ended[1], "now": _now()}
+        if self._last_ended and self._last_ended[0] == key:
+            return self._last_ended[1]
         tasks = self.tasks(record)
         steps = progress(tasks, self.order)
+        bars, all_bars = timeline(tasks)
         answer = {
             **_counts(tasks),
             "steps": steps,
             "colours": {s["step"]: self.colours.get(s["step"], "") for s in steps},
-            "tasks": [t.json() for t in tasks],
-            "timeline": [b.json() for t in tasks for b in t.bars],
+            "timeline": [b.json() for b in bars],
+            "timelineTotal": all_bars,
         }
         if record.finished is not None and record.shown_status() != "running":
-            self._last_ended = (key, answer)  # the page asks every 5 s: 0.6 s each for 10,000 tasks
-        return {**self._summary(record), **answer, "now": _now()}
+            self._last_ended = (key, (tasks, answer))
+        return tasks, answer
 
     def report_file(self, record: RunRecord, which: str) -> Path | None:
         """The run's report or MultiQC report: known paths only, inside the run's outdir."""

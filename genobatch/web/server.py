@@ -30,6 +30,7 @@ from genobatch.batch import ClientException
 from genobatch.batch.endpoint import host_of, is_loopback  # one DNS-rebinding check, the endpoint's
 
 from .api import Dashboard, NotFound
+from .tasks import TASK_PAGE, TaskQuery
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}  # the only static files there are
@@ -50,6 +51,17 @@ def _number(query: dict[str, str], name: str) -> int | None:
     if not given.isdigit():
         raise ValueError(f"{name}={given[:40]!r} is not a whole number (give {name}=0 or more, or leave it out)")
     return int(given)
+
+
+def _task_query(query: dict[str, str]) -> TaskQuery:
+    """The run page's ``state``, ``search``, ``offset`` and ``limit`` (one page of its task table)."""
+    offset, limit = _number(query, "offset"), _number(query, "limit")
+    return TaskQuery(
+        group=query.get("state") or "all",
+        search=query.get("search", "")[:200],
+        offset=offset or 0,
+        limit=TASK_PAGE if limit is None else limit,
+    )
 
 
 class DashboardServer(ThreadingHTTPServer):
@@ -132,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
             case ["api", "queues"]:
                 self._json(board.queues())
             case ["api", "runs", run_id]:
-                self._json(board.run(run_id))
+                self._json(board.run(run_id, _task_query(query)))
             case ["api", "runs", run_id, "jobs", job_id]:
                 self._json(board.job(run_id, job_id))
             case ["api", "runs", run_id, "jobs", job_id, "log"]:

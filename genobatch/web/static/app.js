@@ -131,7 +131,8 @@ async function drawQueues() {
 }
 
 // --- one run ------------------------------------------------------------------------------------------------
-const view = { filter: "all", search: "", job: new URLSearchParams(location.hash.slice(1)).get("job") || "", log: null, run: null };
+// The table shows one page of the run's tasks, filtered by the server: a run of 70,000 tasks is 28 MB of JSON.
+const view = { filter: "all", search: "", offset: 0, job: new URLSearchParams(location.hash.slice(1)).get("job") || "", log: null, run: null };
 
 function headCard(run) {
   const facts = [["Tasks", `${run.done + run.cached} / ${run.total}`, "tasks"], ["Done", run.done, "done"],
@@ -163,8 +164,7 @@ function stepsCard(run) {
 }
 
 function timelineCard(run) {
-  const at = (b) => b.start || b.submit;
-  const bars = run.timeline.filter(at).sort((a, b) => at(a) - at(b));
+  const bars = run.timeline;  // the earliest attempts, in the order they started (the server picks them)
   const card = h("section", { class: "card" }, h("h2", {}, "Timeline", h("span", { class: "hint" }, "each attempt: queued in grey, then running in its step's colour; failed in red")));
   if (!bars.length) return card.appendChild(h("p", { class: "empty" }, "No task has started yet.")) && card;
   const end = run.finished || run.now;
@@ -173,7 +173,7 @@ function timelineCard(run) {
   const column = document.getElementById("main-column");
   const width = Math.max(560, (column ? column.clientWidth : 1000) - 40);
   const label = Math.min(240, Math.round(width * 0.3)), plot = width - label - 30, rowH = 16, top = 24;
-  const shown = bars.slice(0, 400);
+  const shown = bars;
   const x = (ms) => label + (plot * (ms - origin)) / span;
   const out = svg("svg", { class: "timeline", width, height: top + shown.length * rowH + 10, id: "timeline-svg" });
   const axis = svg("g", { class: "axis" });
@@ -203,19 +203,17 @@ function timelineCard(run) {
   });
   if (!run.finished) out.append(svg("line", { class: "now", x1: x(run.now), x2: x(run.now), y1: top - 6, y2: top + shown.length * rowH }));
   card.append(h("div", { class: "timeline-wrap" }, out));
-  if (bars.length > shown.length) card.append(h("p", { class: "reason" }, `the first ${shown.length} of ${bars.length} attempts`));
+  if (run.timelineTotal > shown.length) card.append(h("p", { class: "reason", id: "timeline-capped" }, `the first ${shown.length} of ${run.timelineTotal} attempts`));
   return card;
 }
 
 function tasksCard(run) {
-  const counts = Object.fromEntries(STATES.map((s) => [s, run.tasks.filter((t) => t.group === s).length]));
+  const counts = { all: run.total, ...Object.fromEntries(STATES.map((s) => [s, run[s]])) };
   const chips = ["all", ...STATES].map((state) => h("button", { class: `chip ${view.filter === state ? "on" : ""}`, dataset: { filter: state },
-    onclick: () => { view.filter = state; redrawTasks(); } }, state === "all" ? `all ${run.tasks.length}` : `${state} ${counts[state]}`));
+    onclick: () => { view.filter = state; view.offset = 0; refresh(); } }, `${state} ${counts[state]}`));
   const search = h("input", { type: "search", placeholder: "filter by task or sample", value: view.search, id: "task-search",
-    oninput: (e) => { view.search = e.target.value; redrawTasks(true); } });
-  const wanted = run.tasks.filter((t) => (view.filter === "all" || t.group === view.filter) &&
-    (!view.search || `${t.name} ${t.sample}`.toLowerCase().includes(view.search.toLowerCase())));
-  const rows = wanted.slice(0, 1000).map((t) => h("tr", { class: `task ${t.job_id ? "clickable" : ""} ${t.job_id && t.job_id === view.job ? "selected" : ""}`,
+    oninput: (e) => { view.search = e.target.value; view.offset = 0; clearTimeout(view.typing); view.typing = setTimeout(refresh, 250); } });
+  const rows = run.tasks.map((t) => h("tr", { class: `task ${t.job_id ? "clickable" : ""} ${t.job_id && t.job_id === view.job ? "selected" : ""}`,
       dataset: { job: t.job_id, group: t.group, task: t.name }, onclick: t.job_id ? () => openJob(t.job_id) : null },
     h("td", { class: "mono col-0" }, t.name), h("td", { class: "col-1" }, t.step), h("td", { class: "col-2" }, t.sample || "–"),
     h("td", { class: "col-3" }, badge(t.status)), h("td", { class: "num col-4" }, t.attempts || "–"),
@@ -223,10 +221,22 @@ function tasksCard(run) {
     h("td", { class: "num col-6" }, t.start ? duration(((t.stop || run.now) - t.start) / 1000) : "–"),
     h("td", { class: "reason col-7" }, t.reason || "")));
   return h("section", { class: "card" }, h("h2", {}, "Tasks", h("span", { class: "hint" }, "click a job for its command, attempts and log")),
-    h("div", { class: "filters" }, chips, search),
+    h("div", { class: "filters" }, chips, search, pager(run)),
     h("div", { class: "table-wrap" }, h("table", { id: "tasks-table" }, h("thead", {}, h("tr", {}, ["Task", "Step", "Sample", "State", "Attempts", "Exit", "Run time", "Why it waits / failed"].map((t, i) => h("th", { class: `${[4, 5, 6].includes(i) ? "num" : ""} col-${i}` }, t)))),
-      h("tbody", {}, rows))),
-    wanted.length > 1000 ? h("p", { class: "reason" }, `the first 1000 of ${wanted.length}`) : null);
+      h("tbody", {}, rows))));
+}
+
+// "1–1,000 of 70,001" and the buttons to the pages before and after, beside the filters (none when one page holds
+// them all).
+function pager(run) {
+  if (run.matching <= run.limit && run.offset === 0) return null;
+  const go = (offset) => () => { view.offset = Math.max(0, offset); refresh(); };
+  const first = run.tasks.length ? run.offset + 1 : 0;
+  const count = (n) => n.toLocaleString("en");
+  return h("div", { class: "pager", id: "tasks-pager" },
+    h("button", { class: "button", id: "page-previous", disabled: run.offset === 0, onclick: go(run.offset - run.limit) }, "‹ previous"),
+    h("span", { class: "reason", id: "page-range" }, `${count(first)}–${count(run.offset + run.tasks.length)} of ${count(run.matching)}`),
+    h("button", { class: "button", id: "page-next", disabled: run.offset + run.limit >= run.matching, onclick: go(run.offset + run.limit) }, "next ›"));
 }
 
 function redrawTasks(keepFocus) {
@@ -235,15 +245,26 @@ function redrawTasks(keepFocus) {
   if (keepFocus) { const input = document.getElementById("task-search"); input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
 }
 
+function refresh() {
+  drawRun().then(() => setLive(true), (error) => { setLive(false); console.error(error); });
+}
+
+// Each answer is drawn only if no newer question was asked meanwhile (a click on a chip while a poll is out).
+let asked = 0;
 async function drawRun() {
+  const query = new URLSearchParams({ state: view.filter, offset: view.offset });
+  if (view.search) query.set("search", view.search);
+  const mine = ++asked;
   let run;
   try {
-    run = await api(`/api/runs/${encodeURIComponent(runId)}`);
+    run = await api(`/api/runs/${encodeURIComponent(runId)}?${query}`);
   } catch (error) {
     if (error.status !== 404) throw error;
     replace("head-card", h("section", { class: "card" }, h("h1", { class: "mono" }, runId), h("p", { class: "notice", id: "waiting-run" }, `${error.message}. This page fills in as soon as the run records itself (after its input checks).`)));
     return;
   }
+  if (mine !== asked) return;
+  if (run.offset > 0 && run.offset >= run.matching) { view.offset = 0; return drawRun(); }  // the page emptied
   view.run = run;
   let layout = document.getElementById("layout");
   if (!layout) {
