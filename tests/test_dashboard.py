@@ -19,11 +19,12 @@ import pytest
 
 from genobatch.batch import BatchClient
 from genobatch.report.trace import FIELDS
+from genobatch.web import state
 from genobatch.web.api import Dashboard, NotFound
 from genobatch.web.server import DashboardServer
 from genobatch.web.tasks import TASK_PAGE, TIMELINE_BARS, TaskQuery, from_trace
 
-from .conftest import EngineThread, define
+from .conftest import EngineThread, define, run_until_idle
 from .dashboard_helpers import RUN, SECRET, MadeRun, make_run, make_trace_run, post, raw_get
 from .pipeline_helpers import DATA, failing_bwa, needs_tools
 from .test_run_experience import browser, screenshot, texts  # noqa: F401 - the browser fixture, shared
@@ -89,6 +90,39 @@ def test_an_ended_run_is_worked_out_once_a_running_one_at_every_ask(
     assert len(calls) == 3, "ended: worked out once"
     assert first["tasks"] == again["tasks"] and first["status"] == again["status"] == "failed"
     assert again["now"] >= first["now"]
+
+
+def test_a_running_run_is_read_again_only_where_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a run goes on, the page's asks read only the jobs with new events and the trace's new rows (a
+    running run of 70,000 tasks took 1.1-1.5 s to read whole); what they show is what a whole read shows."""
+    made = make_run(tmp_path)
+    board = Dashboard(made.work)
+    board.run(RUN)
+    whole_reads = []
+    monkeypatch.setattr(state, "run_jobs", lambda *a: whole_reads.append(a) or [])
+    client = BatchClient(made.work / "engine")
+    say = define(client, "later", ["sh", "-c", "echo later >&2"])
+    tags = {"run": RUN, "step": "bamstats", "sample": "S2"}
+    for request in ({"jobName": "bamstats-S2", "arrayProperties": {"size": 3}}, {"jobName": "late-S2"}):
+        client.submit_job(jobQueue="default", jobDefinition=say, tags=tags, **request)
+    client.submit_job(jobName="other-run", jobQueue="default", jobDefinition=say, tags={"run": "another"})
+    client.cancel_job(jobId=made.queued, reason="no longer needed")
+    client.close()
+    run_until_idle(made.work / "engine")
+    with open(made.record.trace, "a") as handle:
+        row = {"task_id": "2", "name": "fastqc-S9", "status": "COMPLETED", "step": "fastqc", "sample": "S9",
+               "submit": "2026-11-30 10:00:01.000", "duration": "2s", "realtime": "1s", "exit": "0"}  # fmt: skip
+        handle.write("\t".join(row.get(f, "-") for f in FIELDS) + "\n" + "3\tpartial")  # a row still being written
+    followed = board.run(RUN)
+    assert not whole_reads, "only what changed was read"
+    monkeypatch.undo()
+    fresh = Dashboard(made.work).run(RUN)
+    for key in ("tasks", "timeline", "steps", "total", "done", "waiting", "failed", "cached", "samples"):
+        assert followed[key] == fresh[key], key
+    names = [t["name"] for t in followed["tasks"]]
+    assert names[-4:] == ["bamstats-S2:0", "bamstats-S2:1", "bamstats-S2:2", "late-S2"] and "other-run" not in names
+    assert "fastqc-S9" in names and followed["total"] == 12
+    assert {t["status"] for t in followed["tasks"] if t["job_id"] == made.queued} == {"ABORTED"}, "the cancelled job"
 
 
 def test_a_trace_s_attempts_as_timeline_bars(tmp_path: Path) -> None:

@@ -16,13 +16,12 @@ from genobatch.pipeline.runinfo import RunRecord, load_runs
 
 from . import state
 from .files import inside, read_chunk, safe_name
+from .follow import RunFollower
 from .tasks import (
     TaskFiles,
     TaskQuery,
     TaskView,
     command_text,
-    from_engine,
-    from_trace,
     merged,
     progress,
     timeline,
@@ -31,6 +30,7 @@ from .tasks import (
 
 MULTIQC_REPORT = Path("multiqc") / "multiqc_report.html"  # where the multiqc step publishes it (multiqc.yaml)
 STREAMS = ("stderr", "stdout")
+FOLLOWED_RUNS = 4  # runs whose tasks are kept between asks (the page of one run, the list of the running ones)
 
 
 class NotFound(Exception):
@@ -53,6 +53,7 @@ class Dashboard:
         self.files = TaskFiles(self.work)
         self.order, self.colours = step_order()
         self._ended: dict[tuple[str, float | None], dict[str, Any]] = {}  # counts of runs that ended
+        self._followers: dict[str, RunFollower] = {}  # runs' tasks kept between asks (``tasks``)
         # the last run that ended shown, worked out (``_worked_out``)
         self._last_ended: tuple[tuple[str, float | None], tuple[list[TaskView], dict[str, Any]]] | None = None
 
@@ -74,6 +75,7 @@ class Dashboard:
             counts = self._ended.get(key) or _counts(self.tasks(record))
             if record.shown_status() != "running":  # an ended run's counts no longer change: worked out once
                 self._ended[key] = counts
+                self._followers.pop(record.run_id, None)
             out.append({**self._summary(record), **counts})
         return {"workDir": str(self.work), "runs": out, "now": _now()}
 
@@ -93,12 +95,14 @@ class Dashboard:
         }
 
     def tasks(self, record: RunRecord) -> list[TaskView]:
-        """The engine's view of the run's jobs joined with its trace (``tasks.merged``)."""
-        with state.reading(self.work) as conn:
-            engine: list[TaskView] = []
-            if conn is not None:
-                engine, _ = from_engine(conn, record.run_id, self.files, state.engine_alive(self.work))
-        return with_task_names(merged(engine, from_trace(record.trace)))
+        """The engine's view of the run's jobs joined with its trace (``tasks.merged``): kept between asks and
+        brought up to date (``follow``) while the run goes on."""
+        follower = self._followers.pop(record.run_id, None) or RunFollower(record.run_id, record.trace, self.files)
+        self._followers[record.run_id] = follower  # the most recently asked last
+        while len(self._followers) > FOLLOWED_RUNS:
+            del self._followers[next(iter(self._followers))]
+        engine, trace = follower.read(self.work)
+        return with_task_names(merged(engine, trace))
 
     def run(self, run_id: str, query: TaskQuery | None = None) -> dict[str, Any]:
         """The run's counts, progress per step and earliest attempts, with one page of its tasks (``query``)."""
@@ -127,6 +131,7 @@ class Dashboard:
         }
         if record.finished is not None and record.shown_status() != "running":
             self._last_ended = (key, (tasks, answer))
+            self._followers.pop(record.run_id, None)
         return tasks, answer
 
     def report_file(self, record: RunRecord, which: str) -> Path | None:

@@ -46,6 +46,15 @@ def reading(work: Path) -> Iterator[sqlite3.Connection | None]:
         conn.close()
 
 
+def database_id(work: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the engine's database: a damaged one set aside is made anew as another file."""
+    try:
+        found = (state_dir(work) / "state.db").stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def engine_alive(work: Path) -> bool:
     return engine_pid(state_dir(work)) is not None
 
@@ -68,6 +77,15 @@ def parents(conn: sqlite3.Connection, run_id: str) -> dict[str, sqlite3.Row]:
         "SELECT * FROM jobs WHERE array_size IS NOT NULL AND json_extract(request, '$.tags.run') = ?", (run_id,)
     )
     return {row["id"]: row for row in rows}
+
+
+def jobs(conn: sqlite3.Connection, job_ids: list[str]) -> list[sqlite3.Row]:
+    """These jobs' rows (those that exist), in submission order."""
+    out: list[sqlite3.Row] = []
+    for i in range(0, len(job_ids), 500):
+        part = job_ids[i : i + 500]
+        out += conn.execute(f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
+    return sorted(out, key=lambda row: int(row["seq"]))
 
 
 def attempts(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, list[sqlite3.Row]]:

@@ -12,6 +12,7 @@ import re
 import shlex
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,13 @@ class TaskFiles:
         return self._cache[name]
 
     def spec(self, row: sqlite3.Row, parent: sqlite3.Row | None) -> dict[str, Any]:
-        specs = self.specs((parent or row)["command"])
-        index = row["array_index"] or 0
-        return specs[index] if 0 <= index < len(specs) and isinstance(specs[index], dict) else {}
+        return pick(self.specs((parent or row)["command"]), row["array_index"])
+
+
+def pick(specs: list[dict[str, Any]], index: int | None) -> dict[str, Any]:
+    """The spec that a job (``index`` None) or an array's child ``index`` runs, of its task file's."""
+    index = index or 0
+    return specs[index] if 0 <= index < len(specs) and isinstance(specs[index], dict) else {}
 
 
 def command_text(spec: dict[str, Any]) -> str:
@@ -110,19 +115,28 @@ def command_text(spec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def from_engine(
-    conn: sqlite3.Connection, run_id: str, files: TaskFiles, alive: bool
-) -> tuple[list[TaskView], dict[str, sqlite3.Row]]:
-    """The run's jobs in the engine, as tasks (and the job rows by id, for the details)."""
-    rows = state.run_jobs(conn, run_id)
-    parents = state.parents(conn, run_id)
+def engine_views(
+    conn: sqlite3.Connection,
+    rows: list[sqlite3.Row],
+    parents: dict[str, sqlite3.Row],
+    files: TaskFiles,
+    waiting: dict[str, str],
+) -> list[TaskView]:
+    """Job rows (single jobs and array children of ``parents``) as tasks, their attempts as bars; ``waiting``:
+    why queued ones wait, by job id."""
     tried = state.attempts(conn, [r["id"] for r in rows])
-    waiting = state.waiting_reasons(conn, rows, alive)
     out = []
+    shared: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}  # an array's: read once, not per child
     for row in rows:
         parent = parents.get(row["parent_id"]) if row["parent_id"] else None
-        spec = files.spec(row, parent)
-        tags = json.loads((parent or row)["request"]).get("tags") or {}
+        source = parent or row
+        if (known := shared.get(source["id"])) is None:
+            request = json.loads(source["request"])
+            known = files.specs(source["command"]), request.get("tags") or {}
+            if parent is not None:
+                shared[source["id"]] = known
+        specs, tags = known
+        spec = pick(specs, row["array_index"])
         task = TaskView(
             name=str(spec.get("name") or _job_name(row)),
             step=str(spec.get("step") or tags.get("step") or row["name"]),
@@ -148,7 +162,7 @@ def from_engine(
         elif row["status"] == "FAILED":  # never ran: a job it needs failed, or it was cancelled (the trace's word)
             task.status = "ABORTED"
         out.append(task)
-    return out, {r["id"]: r for r in rows}
+    return out
 
 
 def from_trace(path: Path) -> list[TaskView]:
@@ -158,6 +172,13 @@ def from_trace(path: Path) -> list[TaskView]:
     except (OSError, ValueError):
         return []
     tasks: dict[str, TaskView] = {}
+    apply_trace_rows(rows, tasks)
+    return list(tasks.values())
+
+
+def apply_trace_rows(rows: Iterable[dict[str, str]], tasks: dict[str, TaskView]) -> None:
+    """Bring ``tasks`` (by name) up to date with trace rows, in the trace's order: a task's last row is its
+    state, each row of an attempt that ran is a bar."""
     for row in rows:
         name = row.get("name") or ""
         status = row.get("status") or ""
@@ -173,7 +194,6 @@ def from_trace(path: Path) -> list[TaskView]:
             start = stop - int(1000 * _seconds(row.get("realtime"))) if stop is not None else None
             task.submit, task.start, task.stop = submit, start, stop
             task.bars.append(Bar(name, task.step, task.attempts, submit, start, stop, status == "COMPLETED"))
-    return list(tasks.values())
 
 
 def with_task_names(tasks: list[TaskView]) -> list[TaskView]:
