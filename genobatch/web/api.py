@@ -5,6 +5,7 @@ Every file is found from the records (never from a URL) and proven inside its ro
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Dashboard:
         self.order, self.colours = step_order()
         self._ended: dict[tuple[str, float | None], dict[str, Any]] = {}  # counts of runs that ended
         self._followers: dict[str, RunFollower] = {}  # runs' tasks kept between asks (``tasks``)
+        self._following = threading.Lock()
         # the last run that ended shown, worked out (``_worked_out``)
         self._last_ended: tuple[tuple[str, float | None], tuple[list[TaskView], dict[str, Any]]] | None = None
 
@@ -75,7 +77,8 @@ class Dashboard:
             counts = self._ended.get(key) or _counts(self.tasks(record))
             if record.shown_status() != "running":  # an ended run's counts no longer change: worked out once
                 self._ended[key] = counts
-                self._followers.pop(record.run_id, None)
+                if record.finished is not None:  # (a killed run's engine may still be ending its jobs)
+                    self._forget(record.run_id)
             out.append({**self._summary(record), **counts})
         return {"workDir": str(self.work), "runs": out, "now": _now()}
 
@@ -97,12 +100,18 @@ class Dashboard:
     def tasks(self, record: RunRecord) -> list[TaskView]:
         """The engine's view of the run's jobs joined with its trace (``tasks.merged``): kept between asks and
         brought up to date (``follow``) while the run goes on."""
-        follower = self._followers.pop(record.run_id, None) or RunFollower(record.run_id, record.trace, self.files)
-        self._followers[record.run_id] = follower  # the most recently asked last
-        while len(self._followers) > FOLLOWED_RUNS:
-            del self._followers[next(iter(self._followers))]
-        engine, trace = follower.read(self.work)
-        return with_task_names(merged(engine, trace))
+        with self._following:  # the server answers each request in its own thread
+            follower = self._followers.pop(record.run_id, None) or RunFollower(record.run_id, record.trace, self.files)
+            self._followers[record.run_id] = follower  # the most recently asked last
+            while len(self._followers) > FOLLOWED_RUNS:
+                del self._followers[next(iter(self._followers))]
+            engine, trace = follower.read(self.work)
+            return with_task_names(merged(engine, trace))
+
+    def _forget(self, run_id: str) -> None:
+        """A run that ended is worked out once and kept as such: its follower is no longer needed."""
+        with self._following:
+            self._followers.pop(run_id, None)
 
     def run(self, run_id: str, query: TaskQuery | None = None) -> dict[str, Any]:
         """The run's counts, progress per step and earliest attempts, with one page of its tasks (``query``)."""
@@ -131,7 +140,7 @@ class Dashboard:
         }
         if record.finished is not None and record.shown_status() != "running":
             self._last_ended = (key, (tasks, answer))
-            self._followers.pop(record.run_id, None)
+            self._forget(record.run_id)
         return tasks, answer
 
     def report_file(self, record: RunRecord, which: str) -> Path | None:
