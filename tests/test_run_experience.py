@@ -297,18 +297,24 @@ def require(program_or_module: str, variable: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's chromium, headless, driven through its chromedriver (nothing downloaded)."""
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's chromium, headless, driven through its chromedriver (nothing downloaded); its temporary files
+    (a profile, the singleton's socket folder) go into the test's own folder, not /tmp."""
     for needed in ("chromium", "chromedriver", "selenium"):
         require(needed, "GENOBATCH_REQUIRE_BROWSER")
     from selenium import webdriver
+
+    scratch = tmp_path_factory.mktemp("chromium")
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or ""
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--window-size=1400,1000"):  # fmt: skip
         options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "")
+    options.add_argument(f"--user-data-dir={scratch / 'profile'}")
+    service = webdriver.ChromeService(
+        executable_path=shutil.which("chromedriver") or "", env={**os.environ, "TMPDIR": str(scratch)}
+    )
     driver = webdriver.Chrome(options=options, service=service)
     try:
         yield driver
