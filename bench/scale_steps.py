@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genobatch.report.trace import read_trace
+
 FILE_STEPS = ("filea", "fileb")
 CHAIN = tuple(f"s{i}" for i in range(1, 7))
 TASKS_PER_SAMPLE = 2 * len(FILE_STEPS) + len(CHAIN)
@@ -95,6 +97,4 @@ def run_steps(folder: Path, sheet: Path, reference: Path, samples: int) -> dict[
 def job_cpu_seconds(outdir: Path) -> float:
     """The jobs' own CPU seconds (runner and tool), summed from the run's trace."""
     (trace,) = (outdir / "pipeline_info").glob("execution_trace_*.txt")
-    rows = [line.split("\t") for line in trace.read_text().splitlines()]
-    column = rows[0].index("cpu_seconds")
-    return sum(float(row[column]) for row in rows[1:] if row[column] not in ("", "-"))
+    return sum(float(row["cpu_seconds"]) for row in read_trace(trace) if row["cpu_seconds"] not in ("", "-"))
