@@ -50,6 +50,7 @@ bench-deps:
 
 bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.engine_overhead
+	$(BIN)/python -m bench.engine_floor
 	$(BIN)/python -m bench.endpoint
 	$(BIN)/python -m bench.input_checks
 	$(BIN)/python -m bench.scale

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genobatch import __version__
+from . import environment, save
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 RESULTS = Path(__file__).parent / "results" / "containers.json"
@@ -52,17 +50,12 @@ def main() -> None:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "wall_seconds": walls,
         "best_ratio_podman_to_host": round(best["podman"] / best["host"], 3),
-        "environment": {
-            "genobatch": __version__,
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "cpus": os.cpu_count(),
-            "podman": subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip(),
-        },
+        "environment": environment(
+            podman=subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip()
+        ),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    save(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ import botocore
 from genobatch.batch import BatchClient
 from genobatch.batch.endpoint_service import read_endpoint
 
-from . import save
-from .engine_overhead import environment
+from . import environment, save
 
 RESULTS = Path(__file__).parent / "results" / "endpoint.json"
 SIGNED = "AWS4-HMAC-SHA256 Credential=bench/20261130/us-east-1/batch/aws4_request, SignedHeaders=host, Signature=0"
@@ -148,7 +147,7 @@ def main() -> None:
     report = {
         "benchmark": "endpoint",
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "environment": {**environment(), "boto3": boto3.__version__, "botocore": botocore.__version__},
+        "environment": environment(boto3=boto3.__version__, botocore=botocore.__version__),
         "results": results,
     }
     save(report, args.output)

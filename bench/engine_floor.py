@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import save
-from .engine_overhead import case, environment, file_system, time_xargs
+from . import environment, save
+from .engine_overhead import case, file_system, time_xargs
 
 RESULTS = Path(__file__).parent / "results" / "engine_floor.json"
 LAYERS = ("spawn", "files", "sqlite", "grouped")

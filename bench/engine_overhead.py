@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import sqlite3
@@ -28,11 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genobatch import __version__
 from genobatch.batch import BatchClient
 from genobatch.batch.model import MAX_ARRAY_SIZE
 
-from . import save
+from . import environment, save
 
 RESULTS = Path(__file__).parent / "results" / "engine_overhead.json"
 VCPUS = 2
@@ -152,26 +150,6 @@ def file_system(path: Path) -> str:
         if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best):
             best, kind = mount, fstype
     return f"{kind} ({best})"
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "genobatch": __version__,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "cpu_model": next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "unknown",
-        ),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],  # a shared machine: how busy it was
-    }
 
 
 def main() -> None:

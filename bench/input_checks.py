@@ -36,7 +36,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -51,11 +50,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from genobatch import __version__
 from genobatch.pipeline import input_fastq, input_stream, inputs
 from genobatch.problems import Problem
 
-from . import save
+from . import environment, save
 
 RESULTS = Path(__file__).parent / "results" / "input_checks.json"
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -248,27 +246,6 @@ def sheet_case(files: list[Path], before: ModuleType, folder: Path) -> dict[str,
     }
 
 
-def environment() -> dict[str, Any]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        "unknown",
-    )
-    return {
-        "genobatch": __version__,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "cpus": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "gzip": shutil.which("gzip"),
-        "zlib": zlib.ZLIB_RUNTIME_VERSION,
-        "isal": version("isal") if input_stream.FAST_ZLIB else None,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=200, help="of each generated FASTQ (uncompressed)")
@@ -291,7 +268,11 @@ def main() -> None:
         "before": args.before,
         "previous": args.previous,
         "measured_at": time.strftime("%F %T"),
-        "environment": environment(),
+        "environment": environment(
+            gzip=shutil.which("gzip"),
+            zlib=zlib.ZLIB_RUNTIME_VERSION,
+            isal=version("isal") if input_stream.FAST_ZLIB else None,
+        ),
         "results": results,
     }
     save(report, args.output)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from typing import Any
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.planner import Params
 
-from . import save
+from . import environment, save
 
 ROOT = Path(__file__).resolve().parent.parent
 ECOLI = ROOT / "data" / "ecoli" / "GCF_000005845.2_ASM584v2_genomic.fna.gz"
@@ -266,12 +264,7 @@ def main() -> None:
         "measured_at": time.strftime("%F %T"),
         "cores": args.cores,
         "cases": {},
-        "environment": {
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "cpus": os.cpu_count(),
-            **{name: snakemake_version(exe) for name, exe in peers.items()},
-        },
+        "environment": environment(**{name: snakemake_version(exe) for name, exe in peers.items()}),
     }
     with tempfile.TemporaryDirectory(prefix="genobatch-bench-") as tmp:
         for case in cases(args.case):

@@ -27,7 +27,6 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -38,9 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genobatch import __version__
-
-from . import save
+from . import environment, save
 from .scale_steps import run_steps
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
@@ -185,6 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(c) for c in args.samples.split(",") if c]
     measured: dict[str, Any] = {}
+    env = environment()
     with tempfile.TemporaryDirectory(prefix="genobatch-scale-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -205,13 +203,8 @@ def main() -> None:
     report.update(
         benchmark="scale",
         goal="plan 10,000 samples in under 10 s and 500 MB; no command grows with the samples",
-        environment={
-            "genobatch": __version__,
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "cpus": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(),
-        },
+        environment=env,
+        load_average_at_end=[round(x, 2) for x in os.getloadavg()],
     )
     save(report, RESULTS)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from genobatch.executors.slurm import Settings
 from genobatch.pipeline.execute import Options, Run
 from genobatch.pipeline.planner import Params
 
-from . import save
+from . import environment, save
 from .pipeline import prepare_many
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +70,9 @@ def main() -> None:
         "what": "32 samples (4 real measles/SARS-CoV-2 samples x 8 names), host tools, same machine, same run",
         "measured_at": time.strftime("%F %T"),
         "cores": args.cores,
-        "environment": {
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "cpus": os.cpu_count(),
-            "slurm": subprocess.run(["sinfo", "--version"], capture_output=True, text=True).stdout.strip(),
-        },
+        "environment": environment(
+            slurm=subprocess.run(["sinfo", "--version"], capture_output=True, text=True).stdout.strip()
+        ),
         "runs": {},
     }
     with tempfile.TemporaryDirectory(prefix="genobatch-bench-slurm-") as tmp:
