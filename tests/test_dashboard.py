@@ -4,7 +4,9 @@ watched in headless chromium (counts that change, a failed job's log, the finish
 
 from __future__ import annotations
 
+import csv
 import http.client
+import io
 import json
 import os
 import re
@@ -18,9 +20,14 @@ from typing import Any
 import pytest
 
 from genobatch.batch import BatchClient
+from genobatch.batch.jobs import set_status
+from genobatch.batch.model import JobStatus
+from genobatch.batch.store import Store
+from genobatch.pipeline.runinfo import RunRecord
 from genobatch.report.trace import FIELDS
 from genobatch.web import state
 from genobatch.web.api import Dashboard, NotFound
+from genobatch.web.follow import TraceFollower, whole_rows
 from genobatch.web.server import DashboardServer
 from genobatch.web.tasks import TASK_PAGE, TIMELINE_BARS, TaskQuery, from_trace
 
@@ -123,6 +130,60 @@ def test_a_running_run_is_read_again_only_where_it_changed(tmp_path: Path, monke
     assert names[-4:] == ["bamstats-S2:0", "bamstats-S2:1", "bamstats-S2:2", "late-S2"] and "other-run" not in names
     assert "fastqc-S9" in names and followed["total"] == 12
     assert {t["status"] for t in followed["tasks"] if t["job_id"] == made.queued} == {"ABORTED"}, "the cancelled job"
+
+
+def test_a_retry_before_them_pushes_queued_jobs_out_of_the_explained(tmp_path: Path) -> None:
+    """Why a queued job waits is worked out for the first ``WAIT_REASONS_MAX`` of them at each ask; one pushed
+    out by a retry queued before it shows no reason, as a whole read shows it."""
+    work = tmp_path / "work"
+    client = BatchClient(work / "engine")
+    definition = define(client, "say", ["true"])
+    tags = {"run": RUN, "step": "s"}
+    ids = [
+        client.submit_job(jobName=f"t{i}", jobQueue="default", jobDefinition=definition, tags=tags)["jobId"]
+        for i in range(state.WAIT_REASONS_MAX + 2)
+    ]
+    client.close()
+    info = tmp_path / "results" / "pipeline_info"
+    RunRecord(RUN, "genobatch run", str(work), str(info.parent), str(info), time.time(), os.getpid()).save(work)
+    store = Store(work / "engine")
+
+    def move(*statuses: JobStatus) -> None:
+        with store.write() as conn:
+            for status in statuses:
+                set_status(conn, ids[0], status)
+
+    board = Dashboard(work)
+    move(JobStatus.PENDING, JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING)
+    explained = {t["job_id"] for t in board.run(RUN)["tasks"] if t["reason"]}
+    assert ids[state.WAIT_REASONS_MAX] in explained and ids[0] not in explained
+    move(JobStatus.RUNNABLE)  # its attempt failed: it is retried, queued before the others
+    followed = board.run(RUN)["tasks"]
+    assert followed == Dashboard(work).run(RUN)["tasks"]
+    assert {t["job_id"]: t["reason"] for t in followed}[ids[state.WAIT_REASONS_MAX]] == ""
+    store.close()
+
+
+def test_a_trace_row_being_written_is_read_once_whole(tmp_path: Path) -> None:
+    """The follower reads whole rows only: up to the last newline outside a quoted field (a cancel's reason may
+    hold a newline), so a row cut at that newline is read at the next ask, once, as itself."""
+    rows = io.StringIO()
+    writer = csv.writer(rows, delimiter="\t", lineterminator="\n")
+    writer.writerow(FIELDS)
+    done = {"task_id": "1", "name": "a:S1", "status": "COMPLETED", "step": "a", "sample": "S1"}
+    cancelled = {"task_id": "2", "name": "b:S1", "status": "ABORTED", "exit_reason": "cancelled:\nno longer needed"}
+    for row in (done, cancelled):
+        writer.writerow([row.get(f, "-") for f in FIELDS])
+    text, trace = rows.getvalue(), tmp_path / "trace.txt"
+    follower = TraceFollower(trace)
+    trace.write_text(text[: text.index("no longer")])
+    assert [(t.name, t.status) for t in follower.read()] == [("a:S1", "COMPLETED")]
+    trace.write_text(text)
+    assert [(t.name, t.status, t.reason) for t in follower.read()] == [
+        ("a:S1", "COMPLETED", ""),
+        ("b:S1", "ABORTED", "cancelled:\nno longer needed"),
+    ]
+    assert whole_rows(b'a\t"x\ny"\n') == len(b'a\t"x\ny"\n') and whole_rows(b'a\n"b\n') == 2
 
 
 def test_a_trace_s_attempts_as_timeline_bars(tmp_path: Path) -> None:
@@ -291,6 +352,9 @@ def test_a_run_record_naming_paths_outside_is_not_listed_or_served(made: MadeRun
 def test_bad_numbers_are_named_and_head_gives_a_get_s_headers(made: MadeRun, server: DashboardServer) -> None:
     status, body = raw_get(port(server), f"/api/runs/{RUN}/jobs/{made.failed}/log?offset=abc")
     assert status == 400 and "offset='abc' is not a whole number" in json.loads(body)["error"]
+    for number in ("%C2%B2", "9" * 5000):  # a superscript digit, and more digits than int() takes
+        status, body = raw_get(port(server), f"/api/runs/{RUN}?offset={number}")
+        assert status == 400 and "offset=" in json.loads(body)["error"], body[:200]
     assert raw_get(port(server), f"/api/runs/{RUN}/jobs/{made.failed}/log?attempt=-1")[0] == 400
     conn = http.client.HTTPConnection("127.0.0.1", port(server), timeout=10)
     try:
@@ -466,6 +530,8 @@ def test_a_big_run_paged_filtered_and_searched_in_a_browser(tmp_path: Path, brow
         assert texts(browser, "#timeline-capped") == ["the first 400 of 2500 attempts"]
         click(browser, "#page-next")
         wait_until("the second page", lambda: texts(browser, "#page-range") == ["1,001–2,000 of 2,500"], 30)
+        active = "return document.activeElement.id"
+        assert browser.execute_script(active) == "page-next", "the clicked button keeps the focus (keyboard paging)"
         assert texts(browser, "tr.task td.col-0")[0] == "step0:S00100"
         screenshot(browser, "dashboard-big-run", tmp_path)
         click(browser, "button.chip[data-filter=failed]")

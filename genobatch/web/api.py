@@ -31,7 +31,7 @@ from .tasks import (
 
 MULTIQC_REPORT = Path("multiqc") / "multiqc_report.html"  # where the multiqc step publishes it (multiqc.yaml)
 STREAMS = ("stderr", "stdout")
-FOLLOWED_RUNS = 4  # runs whose tasks are kept between asks (the page of one run, the list of the running ones)
+KEPT_RUNS = 4  # runs whose tasks are kept between asks, of those going on and of those that ended (each)
 
 
 class NotFound(Exception):
@@ -54,10 +54,11 @@ class Dashboard:
         self.files = TaskFiles(self.work)
         self.order, self.colours = step_order()
         self._ended: dict[tuple[str, float | None], dict[str, Any]] = {}  # counts of runs that ended
+        self._worked: dict[tuple[str, float | None], tuple[list[TaskView], dict[str, Any]]] = {}  # (``_worked_out``)
         self._followers: dict[str, RunFollower] = {}  # runs' tasks kept between asks (``tasks``)
-        self._following = threading.Lock()
-        # the last run that ended shown, worked out (``_worked_out``)
-        self._last_ended: tuple[tuple[str, float | None], tuple[list[TaskView], dict[str, Any]]] | None = None
+        # The server answers each request in its own thread, and a follower's tasks change in place as it reads:
+        # an answer is worked out under this lock, so that it describes one moment.
+        self._lock = threading.RLock()
 
     # --- runs ---------------------------------------------------------------------------------------------
     def record(self, run_id: str) -> RunRecord:
@@ -74,11 +75,11 @@ class Dashboard:
             if not safe_name(record.run_id):
                 continue
             key = (record.run_id, record.finished)
-            counts = self._ended.get(key) or _counts(self.tasks(record))
-            if record.shown_status() != "running":  # an ended run's counts no longer change: worked out once
-                self._ended[key] = counts
-                if record.finished is not None:  # (a killed run's engine may still be ending its jobs)
-                    self._forget(record.run_id)
+            with self._lock:
+                counts = self._ended.get(key) or _counts(self.tasks(record))
+                if _over(record):  # its counts no longer change: worked out once
+                    self._ended[key] = counts
+                    self._followers.pop(record.run_id, None)
             out.append({**self._summary(record), **counts})
         return {"workDir": str(self.work), "runs": out, "now": _now()}
 
@@ -100,34 +101,30 @@ class Dashboard:
     def tasks(self, record: RunRecord) -> list[TaskView]:
         """The engine's view of the run's jobs joined with its trace (``tasks.merged``): kept between asks and
         brought up to date (``follow``) while the run goes on."""
-        with self._following:  # the server answers each request in its own thread
+        with self._lock:
             follower = self._followers.pop(record.run_id, None) or RunFollower(record.run_id, record.trace, self.files)
             self._followers[record.run_id] = follower  # the most recently asked last
-            while len(self._followers) > FOLLOWED_RUNS:
+            while len(self._followers) > KEPT_RUNS:
                 del self._followers[next(iter(self._followers))]
             engine, trace = follower.read(self.work)
             return with_task_names(merged(engine, trace))
 
-    def _forget(self, run_id: str) -> None:
-        """A run that ended is worked out once and kept as such: its follower is no longer needed."""
-        with self._following:
-            self._followers.pop(run_id, None)
-
     def run(self, run_id: str, query: TaskQuery | None = None) -> dict[str, Any]:
         """The run's counts, progress per step and earliest attempts, with one page of its tasks (``query``)."""
         record = self.record(run_id)
-        tasks, answer = self._worked_out(record)
         query = query or TaskQuery()
-        page, matching = query.page(tasks)
-        shown = {"tasks": [t.json() for t in page], "matching": matching, "offset": query.offset, "limit": query.limit}
-        return {**self._summary(record), **answer, **shown, "now": _now()}
+        with self._lock:
+            tasks, answer = self._worked_out(record)
+            page, matching = query.page(tasks)
+            shown = {"tasks": [t.json() for t in page], "matching": matching}
+        return {**self._summary(record), **answer, **shown, "offset": query.offset, "limit": query.limit, "now": _now()}
 
     def _worked_out(self, record: RunRecord) -> tuple[list[TaskView], dict[str, Any]]:
         """The run's tasks and what the page shows of all of them; a run that ended changes no more, so it is
         worked out once (the page asks every 5 s: 0.6 s each for 10,000 tasks)."""
         key = (record.run_id, record.finished)
-        if self._last_ended and self._last_ended[0] == key:
-            return self._last_ended[1]
+        if key in self._worked:
+            return self._worked[key]
         tasks = self.tasks(record)
         steps = progress(tasks, self.order)
         bars, all_bars = timeline(tasks)
@@ -138,9 +135,11 @@ class Dashboard:
             "timeline": [b.json() for b in bars],
             "timelineTotal": all_bars,
         }
-        if record.finished is not None and record.shown_status() != "running":
-            self._last_ended = (key, (tasks, answer))
-            self._forget(record.run_id)
+        if _over(record):
+            self._worked[key] = (tasks, answer)
+            while len(self._worked) > KEPT_RUNS:
+                del self._worked[next(iter(self._worked))]
+            self._followers.pop(record.run_id, None)
         return tasks, answer
 
     def report_file(self, record: RunRecord, which: str) -> Path | None:
@@ -222,6 +221,12 @@ class Dashboard:
         with state.reading(self.work) as conn:
             queues = [] if conn is None else state.queues(conn)
         return {"engine": state.engine_alive(self.work), "queues": queues, "now": _now()}
+
+
+def _over(record: RunRecord) -> bool:
+    """The run ended and says when: what it shows changes no more (a killed run's engine may still be ending
+    its jobs)."""
+    return record.finished is not None and record.shown_status() != "running"
 
 
 def _counts(tasks: list[TaskView]) -> dict[str, Any]:

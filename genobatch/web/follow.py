@@ -37,7 +37,7 @@ class TraceFollower:
                 data = handle.read()
         except OSError:
             return list(self.tasks.values())
-        whole = data[: data.rfind(b"\n") + 1]
+        whole = data[: whole_rows(data)]
         self.offset += len(whole)
         text = io.StringIO(whole.decode(errors="replace"), newline="")
         if self.fields is None:
@@ -45,6 +45,18 @@ class TraceFollower:
         if self.fields is not None:
             apply_trace_rows(csv.DictReader(text, fieldnames=self.fields, delimiter="\t"), self.tasks)
         return list(self.tasks.values())
+
+
+def whole_rows(data: bytes) -> int:
+    """How many bytes of ``data`` are whole rows: up to the last newline outside a quoted field (a cancel's
+    reason may hold one). The csv writer quotes any field with a quote in it and doubles the quotes inside, so
+    the quotes before a row's end are even in number."""
+    end = len(data)
+    while (cut := data.rfind(b"\n", 0, end)) >= 0:
+        if data.count(b'"', 0, cut) % 2 == 0:
+            return cut + 1
+        end = cut
+    return 0
 
 
 class EngineFollower:
@@ -56,6 +68,7 @@ class EngineFollower:
         self.parents: dict[str, sqlite3.Row] = {}  # the run's array jobs
         self.last_event = 0
         self.database: tuple[int, int] | None = None  # the (device, inode) of the database read
+        self.explained: list[TaskView] = []  # the queued tasks given a reason at the last ask
 
     def read(self, conn: sqlite3.Connection, database: tuple[int, int] | None, alive: bool) -> list[TaskView]:
         top = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
@@ -97,8 +110,12 @@ class EngineFollower:
                 if len(queued) == state.WAIT_REASONS_MAX:
                     break
         reasons = state.waiting_reasons(conn, state.jobs(conn, [v.job_id for v in queued]), alive)
+        for view in self.explained:  # a retry queued before them may have pushed some out of the first ones
+            if view.status in state.QUEUED:
+                view.reason = ""
         for view in queued:
             view.reason = reasons.get(view.job_id, "")
+        self.explained = queued
 
 
 class RunFollower:
@@ -111,6 +128,7 @@ class RunFollower:
 
     def read(self, work: Path) -> tuple[list[TaskView], list[TaskView]]:
         """(the engine's tasks, the trace's)."""
+        database = state.database_id(work)  # before it is opened: one made anew meanwhile is read whole next time
         with state.reading(work) as conn:
-            engine = [] if conn is None else self.engine.read(conn, state.database_id(work), state.engine_alive(work))
+            engine = [] if conn is None else self.engine.read(conn, database, state.engine_alive(work))
         return engine, self.trace.read()

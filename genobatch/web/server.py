@@ -48,8 +48,8 @@ def _number(query: dict[str, str], name: str) -> int | None:
     given = query.get(name)
     if not given:
         return None
-    if not given.isdigit():
-        raise ValueError(f"{name}={given[:40]!r} is not a whole number (give {name}=0 or more, or leave it out)")
+    if not (given.isascii() and given.isdigit() and len(given) <= 15):
+        raise ValueError(f"{name}={given[:40]!r} is not a whole number of at most 15 digits (give {name}=0 or more, or leave it out)")
     return int(given)
 
 

@@ -239,10 +239,16 @@ function pager(run) {
     h("button", { class: "button", id: "page-next", disabled: run.offset + run.limit >= run.matching, onclick: go(run.offset + run.limit) }, "next ›"));
 }
 
-function redrawTasks(keepFocus) {
+// Redraw the tasks card; what had the keyboard's focus in it (the search box, a chip, a pager button) has it again.
+function redrawTasks() {
   if (!view.run) return;
+  const old = document.getElementById("tasks-card"), focused = document.activeElement;
+  const selector = old && old.contains(focused) ? (focused.id ? `#${focused.id}` : focused.dataset.filter ? `button.chip[data-filter="${focused.dataset.filter}"]` : null) : null;
   replace("tasks-card", tasksCard(view.run));
-  if (keepFocus) { const input = document.getElementById("task-search"); input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
+  const again = selector && document.querySelector(selector);
+  if (!again) return;
+  again.focus();
+  if (again.id === "task-search") again.setSelectionRange(again.value.length, again.value.length);
 }
 
 function refresh() {
@@ -273,12 +279,13 @@ async function drawRun() {
     app.append(layout);
   }
   const column = document.getElementById("main-column");
-  for (const [id, card] of [["head-card", headCard(run)], ["steps-card", stepsCard(run)], ["timeline-card", timelineCard(run)], ["tasks-card", tasksCard(run)]]) {
+  for (const [id, make] of [["head-card", headCard], ["steps-card", stepsCard], ["timeline-card", timelineCard]]) {
+    const card = make(run), old = document.getElementById(id);
     card.id = id;
-    const old = document.getElementById(id);
-    if (old && old.contains(document.activeElement) && id === "tasks-card") { redrawTasks(true); continue; }
     if (old) old.replaceWith(card); else column.append(card);
   }
+  if (document.getElementById("tasks-card")) redrawTasks();
+  else column.append(Object.assign(tasksCard(run), { id: "tasks-card" }));
 }
 
 // --- one job: command, attempts, exit reason, and its log followed live ----------------------------------------
