@@ -49,7 +49,9 @@ def _number(query: dict[str, str], name: str) -> int | None:
     if not given:
         return None
     if not (given.isascii() and given.isdigit() and len(given) <= 15):
-        raise ValueError(f"{name}={given[:40]!r} is not a whole number of at most 15 digits (give {name}=0 or more, or leave it out)")
+        raise ValueError(
+            f"{name}={given[:40]!r} is not a whole number of at most 15 digits (give {name}=0 or more, or leave it out)"
+        )
     return int(given)
 
 
