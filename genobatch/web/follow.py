@@ -18,7 +18,7 @@ from .tasks import TaskFiles, TaskView, apply_trace_rows, engine_views
 
 
 class TraceFollower:
-    """A run's trace, read from where the last ask stopped (whole lines only: a row being written waits)."""
+    """A run's trace, read from where the last ask stopped (whole rows only: a row being written waits)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
