@@ -12,7 +12,8 @@ Snakemake from PyPI (8 or later) is the second peer: installed on first use into
     dwgsim's mutations as the truth for SNP precision/recall.
 
 For each case: genobatch's wall time, its lower bound max(critical path, total job CPU / cores) from its own
-trace, CPU utilisation, and each Snakemake (``--cores`` the same) running the plain by-hand pipeline.
+trace, CPU utilisation, and each Snakemake (``--cores`` the same) running the plain by-hand pipeline; Debian's
+once more making the same outputs as genobatch (samtools flagstat and stats, bcftools stats, MultiQC too).
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ import csv
 SAMPLES = {r["sample"]: r for r in csv.DictReader(open(config["sheet"]))}
 REF = config["ref"]
 PLOIDY = "--ploidy 1" if config["ploidy"] == 1 else ""
+SAME = config.get("outputs") == "same"  # also the stats and the MultiQC report that genobatch makes
 
 rule all:
-    input: expand("out/{s}.vcf.gz.tbi", s=SAMPLES), expand("out/qc/{s}_{m}", s=SAMPLES, m=["1", "2"])
+    input: expand("out/{s}.vcf.gz.tbi", s=SAMPLES), expand("out/qc/{s}_{m}", s=SAMPLES, m=["1", "2"]),
+           ["out/multiqc/multiqc_report.html"] if SAME else []
 
 rule fastqc:
     output: directory("out/qc/{s}_{m}")
@@ -69,6 +72,22 @@ rule index_vcf:
     input: "out/{s}.vcf.gz"
     output: "out/{s}.vcf.gz.tbi"
     shell: "bcftools index -t {input}"
+
+rule bamstats:
+    input: "out/{s}.bam"
+    output: flagstat="out/stats/{s}.flagstat.txt", stats="out/stats/{s}.stats.txt"
+    shell: "samtools flagstat {input} > {output.flagstat} && samtools stats {input} > {output.stats}"
+
+rule vcfstats:
+    input: "out/{s}.vcf.gz"
+    output: "out/stats/{s}.bcftools_stats.txt"
+    shell: "bcftools stats {input} > {output}"
+
+rule multiqc:
+    input: expand("out/stats/{s}.{kind}.txt", s=SAMPLES, kind=["flagstat", "stats", "bcftools_stats"]),
+           expand("out/qc/{s}_{m}", s=SAMPLES, m=["1", "2"])
+    output: "out/multiqc/multiqc_report.html"
+    shell: "multiqc --quiet --no-ansi --force --outdir out/multiqc {input}"
 """
 
 
@@ -208,7 +227,10 @@ def snakemake_version(exe: str | Path) -> str:
     return subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout.strip()
 
 
-def snakemake_case(exe: str | Path, sheet: Path, ref: Path, work: Path, cores: int, ploidy: int) -> float:
+def snakemake_case(
+    exe: str | Path, sheet: Path, ref: Path, work: Path, cores: int, ploidy: int, outputs: str = "plain"
+) -> float:
+    """Snakemake's wall time on the by-hand pipeline (``outputs`` "same": with genobatch's stats and MultiQC)."""
     work.mkdir()
     (work / "Snakefile").write_text(SNAKEFILE)
     local_ref = work / "ref.fa"
@@ -218,7 +240,7 @@ def snakemake_case(exe: str | Path, sheet: Path, ref: Path, work: Path, cores: i
     subprocess.run(["samtools", "faidx", str(local_ref)], check=True, capture_output=True)
     command = [str(exe), "--cores", str(cores), "--quiet", "--config"]
     subprocess.run(
-        [*command, f"sheet={sheet}", f"ref={local_ref}", f"ploidy={ploidy}"],
+        [*command, f"sheet={sheet}", f"ref={local_ref}", f"ploidy={ploidy}", f"outputs={outputs}"],
         cwd=work,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -232,8 +254,11 @@ def peer_results(
 ) -> dict[str, Any]:
     """Each peer's wall time on the same case, and genobatch's wall over it."""
     result: dict[str, Any] = {}
-    for name, exe in peers.items():
-        seconds = snakemake_case(exe, sheet, ref, folder / name, cores, ploidy=1)
+    runs = [(name, exe, "plain") for name, exe in peers.items()]
+    if "snakemake" in peers:  # Debian's, once more, making what genobatch makes
+        runs.append(("snakemake_same_outputs", peers["snakemake"], "same"))
+    for name, exe, outputs in runs:
+        seconds = snakemake_case(exe, sheet, ref, folder / name, cores, ploidy=1, outputs=outputs)
         result[f"{name}_seconds"] = round(seconds, 2)
         result[f"wall_over_{name}"] = round(wall / seconds, 3)
     return result
