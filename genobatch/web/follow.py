@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sqlite3
 from pathlib import Path
@@ -78,7 +77,7 @@ class EngineFollower:
         else:
             rows = self._changed(conn) if top > self.last_event else []
         self.database, self.last_event = database, top
-        for view in engine_views(conn, rows, self.parents, self.files, {}):
+        for view in engine_views(conn, rows, self.parents, self.files):
             self.views[view.job_id] = view  # a job seen before keeps its place: new ones come after, by seq
         self._explain_waiting(conn, alive)
         return list(self.views.values())
@@ -88,17 +87,14 @@ class EngineFollower:
         ids = [r[0] for r in conn.execute("SELECT DISTINCT job_id FROM events WHERE rowid > ?", (self.last_event,))]
         rows = state.jobs(conn, ids)
         for row in rows:
-            if row["array_size"] is not None and row["parent_id"] is None and self._tagged(row):
+            if row["array_size"] is not None and row["parent_id"] is None and state.run_tag(row) == self.run_id:
                 self.parents[row["id"]] = row
         return [
             row
             for row in rows
             if row["array_size"] is None
-            and (row["parent_id"] in self.parents if row["parent_id"] else self._tagged(row))
+            and (row["parent_id"] in self.parents if row["parent_id"] else state.run_tag(row) == self.run_id)
         ]
-
-    def _tagged(self, row: sqlite3.Row) -> bool:
-        return bool((json.loads(row["request"]).get("tags") or {}).get("run") == self.run_id)
 
     def _explain_waiting(self, conn: sqlite3.Connection, alive: bool) -> None:
         """Why the first queued jobs wait (as ``describe-jobs`` says it): capacity and the engine change without

@@ -81,22 +81,23 @@ def parents(conn: sqlite3.Connection, run_id: str) -> dict[str, sqlite3.Row]:
 
 def jobs(conn: sqlite3.Connection, job_ids: list[str]) -> list[sqlite3.Row]:
     """These jobs' rows (those that exist), in submission order."""
-    out: list[sqlite3.Row] = []
-    for i in range(0, len(job_ids), 500):
-        part = job_ids[i : i + 500]
-        out += conn.execute(f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
-    return sorted(out, key=lambda row: int(row["seq"]))
+    return sorted(_rows_of(conn, "SELECT * FROM jobs WHERE id IN ({})", job_ids), key=lambda row: int(row["seq"]))
 
 
 def attempts(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, list[sqlite3.Row]]:
     """Every attempt (the running one too) of these jobs, in order."""
     out: dict[str, list[sqlite3.Row]] = {}
+    for row in _rows_of(conn, "SELECT * FROM attempts WHERE job_id IN ({}) ORDER BY number", job_ids):
+        out.setdefault(row["job_id"], []).append(row)
+    return out
+
+
+def _rows_of(conn: sqlite3.Connection, query: str, job_ids: list[str]) -> Iterator[sqlite3.Row]:
+    """``query``'s rows for these jobs (its ``{}`` their placeholders), 500 ids a statement: SQLite's limit on
+    variables is not to be reached by a run's thousands of jobs."""
     for i in range(0, len(job_ids), 500):
         part = job_ids[i : i + 500]
-        marks = ",".join("?" * len(part))
-        for row in conn.execute(f"SELECT * FROM attempts WHERE job_id IN ({marks}) ORDER BY number", part):
-            out.setdefault(row["job_id"], []).append(row)
-    return out
+        yield from conn.execute(query.format(",".join("?" * len(part))), part)
 
 
 def waiting_reasons(conn: sqlite3.Connection, rows: list[sqlite3.Row], alive: bool) -> dict[str, str]:
@@ -121,8 +122,12 @@ def job_run(conn: sqlite3.Connection, row: sqlite3.Row) -> str | None:
     source = row
     if row["parent_id"] is not None:
         source = conn.execute("SELECT request FROM jobs WHERE id=?", (row["parent_id"],)).fetchone() or row
-    tags = json.loads(source["request"]).get("tags") or {}
-    run = tags.get("run")
+    return run_tag(source)
+
+
+def run_tag(row: sqlite3.Row) -> str | None:
+    """The run a job's own tags name (an array child carries none: its parent's do)."""
+    run = (json.loads(row["request"]).get("tags") or {}).get("run")
     return str(run) if run else None
 
 

@@ -120,10 +120,9 @@ def engine_views(
     rows: list[sqlite3.Row],
     parents: dict[str, sqlite3.Row],
     files: TaskFiles,
-    waiting: dict[str, str],
 ) -> list[TaskView]:
-    """Job rows (single jobs and array children of ``parents``) as tasks, their attempts as bars; ``waiting``:
-    why queued ones wait, by job id."""
+    """Job rows (single jobs and array children of ``parents``) as tasks, their attempts as bars (why queued ones
+    wait is the follower's to say: ``follow.EngineFollower``)."""
     tried = state.attempts(conn, [r["id"] for r in rows])
     out = []
     shared: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}  # an array's: read once, not per child
@@ -146,7 +145,7 @@ def engine_views(
             job_id=row["id"],
             attempts=len(tried.get(row["id"], [])),
             exit=row["exit_code"],
-            reason=waiting.get(row["id"]) or (row["status_reason"] if row["status"] == "FAILED" else "") or "",
+            reason=(row["status_reason"] if row["status"] == "FAILED" else "") or "",
             submit=row["created_at"],
             start=row["started_at"],
             stop=row["stopped_at"],
