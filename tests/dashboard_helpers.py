@@ -10,10 +10,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from genobatch.batch import BatchClient
 from genobatch.pipeline.runinfo import RunRecord
 from genobatch.report.trace import FIELDS
+from genobatch.web.server import DashboardServer
 
 from .conftest import define, run_until_idle
 
@@ -123,3 +125,15 @@ def make_trace_run(root: Path, tasks: int, failed_every: int = 100) -> RunRecord
                    "realtime": "1s", "exit": "1" if status == "FAILED" else "0"}  # fmt: skip
             handle.write("\t".join(row.get(f, "-") for f in FIELDS) + "\n")
     return record
+
+
+def port(server: DashboardServer) -> int:
+    return int(server.server_address[1])
+
+
+def wait_until(what: str, condition: Any, seconds: float = 120) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
