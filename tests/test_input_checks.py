@@ -267,6 +267,22 @@ def test_planning_chunks_reads_no_fastq_again(tmp_path: Path, monkeypatch: pytes
         assert len(builtins) == 6 and all(b["sizes"] == expected for b in builtins)
 
 
+@needs_tools
+def test_a_bad_input_and_a_missing_tool_are_named_together(tmp_path: Path) -> None:
+    """The tools' versions are probed while the FASTQs are read: what both find is reported at once."""
+    sample_sheet = sheet(tmp_path, "a," + pair(tmp_path, "a", 5, second=reads([f"r{i}/2" for i in range(3)])))
+    step = CHUNKED_STEP.replace("tools: []", "tools: [genobatch-no-such-tool]")
+    (tmp_path / "count.yaml").write_text(step)
+    options = execute.Options(sample_sheet, MEASLES / "MH356245.1.reference.fasta", tmp_path / "out",
+                              tmp_path / "work", Params(), runtime="host", dry_run=True,
+                              steps=[tmp_path / "count.yaml"])  # fmt: skip
+    with pytest.raises(InputError) as raised:
+        execute.Run(options).plan()
+    messages = [problem.message for problem in raised.value.problems]
+    assert any("R1 has 5 reads but R2 has 3" in m for m in messages), messages
+    assert any("genobatch-no-such-tool is not installed" in m for m in messages), messages
+
+
 def test_paths_resolve_as_pathlib_resolves_them(tmp_path: Path) -> None:
     """The planner's resolver (each folder once, then a look at the file) gives ``Path.resolve()``'s answer:
     through linked files and folders, ``..``, and for files that do not exist."""

@@ -11,6 +11,7 @@ What runs is decided by the step declarations (``library``), planned by ``planne
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import gc
@@ -40,7 +41,7 @@ from . import estimate, preflight
 from .declarations import Step
 from .describe import describe_plan, explain
 from .driver import Driver
-from .inputs import FastaFacts, FileFacts, check_fasta, check_inputs, parse_sample_sheet
+from .inputs import FastaFacts, FileFacts, Sample, check_fasta, check_inputs, parse_sample_sheet
 from .library import Library, needs
 from .planner import Graph, Limits, Params, Planner, RunInputs
 from .progress import Progress
@@ -132,8 +133,10 @@ class Run:
         samples, sheet_problems = parse_sample_sheet(sheet)
         fasta = self._reference(reference, problems)
         batch_bases = [step.batch_bases for step in steps if step.scatter == "chunk"]
-        counts = check_inputs(sheet, samples, self.facts, problems + sheet_problems, batch_bases)
-        self.runtime = runtimes.choose(self.o.runtime, needs(steps, library.image_names))
+        with concurrent.futures.ThreadPoolExecutor(1) as probing:  # see _checked_inputs
+            runtime = probing.submit(runtimes.choose, self.o.runtime, needs(steps, library.image_names))
+            counts = self._checked_inputs(sheet, samples, problems + sheet_problems, batch_bases, runtime)
+            self.runtime = runtime.result()
         self._executor = self._open_executor(self.runtime)
         refused = [(step, self.executor.refuse_image(step.image)) for step in steps]
         if any(why for _, why in refused):
@@ -151,6 +154,24 @@ class Run:
             files = [f for lane in sample.lanes for f in (lane.fastq_1, lane.fastq_2) if f is not None]
             plan.sample_mb[sample.name] = sum(f.stat().st_size for f in files) / 1e6
         return plan
+
+    def _checked_inputs(
+        self,
+        sheet: Path,
+        samples: list[Sample],
+        problems: list[Problem],
+        batch_bases: list[int],
+        runtime: concurrent.futures.Future[RunRuntime],
+    ) -> dict[Path, int]:
+        """``check_inputs`` while ``runtime`` is chosen beside it: the tools' version probes (MultiQC's
+        ``--version`` alone takes 0.7 s) run while the FASTQs are read. A bad input and a missing tool (or image)
+        are reported together."""
+        try:
+            return check_inputs(sheet, samples, self.facts, problems, batch_bases)
+        except InputError as exc:
+            chosen = runtime.exception()  # once it is chosen
+            more = chosen.problems if isinstance(chosen, InputError) else []
+            raise InputError([*exc.problems, *more]) from None
 
     def _reference(self, reference: Path, problems: list[Problem]) -> FastaFacts:
         """The reference's contigs (remembered per file); its problems join ``problems``."""
