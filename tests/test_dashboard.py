@@ -20,8 +20,8 @@ import pytest
 from genobatch.batch import BatchClient
 from genobatch.report.trace import FIELDS
 from genobatch.web.api import Dashboard, NotFound
+from genobatch.web.follow import TraceFollower
 from genobatch.web.server import DashboardServer
-from genobatch.web.tasks import from_trace
 
 from .conftest import EngineThread, define
 from .dashboard_helpers import RUN, SECRET, MadeRun, make_run, port, post, raw_get, wait_until
@@ -99,7 +99,7 @@ def test_a_trace_s_attempts_as_timeline_bars(tmp_path: Path) -> None:
     trace = tmp_path / "trace.txt"
     lines = ["\t".join(FIELDS)] + ["\t".join(row.get(f, "-") for f in FIELDS) for row in rows]
     trace.write_text("\n".join(lines) + "\n")
-    align, call = from_trace(trace)
+    align, call = TraceFollower(trace).read()
     submit = int(time.mktime(time.strptime("2026-11-29 21:49:05", "%Y-%m-%d %H:%M:%S"))) * 1000 + 123
     (bar,) = align.bars
     assert (bar.submit, bar.start, bar.stop, bar.ok) == (submit, submit + 1000, submit + 3000, True)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from genobatch.pipeline.progress import STATES
-from genobatch.report.trace import read_trace
 
 from . import state
 from .files import inside
@@ -162,17 +161,6 @@ def engine_views(
             task.status = "ABORTED"
         out.append(task)
     return out
-
-
-def from_trace(path: Path) -> list[TaskView]:
-    """Tasks as the trace has them (the last attempt of each), with their attempts as bars."""
-    try:
-        rows = read_trace(path)
-    except (OSError, ValueError):
-        return []
-    tasks: dict[str, TaskView] = {}
-    apply_trace_rows(rows, tasks)
-    return list(tasks.values())
 
 
 def apply_trace_rows(rows: Iterable[dict[str, str]], tasks: dict[str, TaskView]) -> None:

@@ -173,17 +173,16 @@ function timelineCard(run) {
   const column = document.getElementById("main-column");
   const width = Math.max(560, (column ? column.clientWidth : 1000) - 40);
   const label = Math.min(240, Math.round(width * 0.3)), plot = width - label - 30, rowH = 16, top = 24;
-  const shown = bars;
   const x = (ms) => label + (plot * (ms - origin)) / span;
-  const out = svg("svg", { class: "timeline", width, height: top + shown.length * rowH + 10, id: "timeline-svg" });
+  const out = svg("svg", { class: "timeline", width, height: top + bars.length * rowH + 10, id: "timeline-svg" });
   const axis = svg("g", { class: "axis" });
   for (let i = 0; i <= 6; i++) {
     const t = origin + (span * i) / 6;
-    axis.append(svg("line", { x1: x(t), x2: x(t), y1: top - 6, y2: top + shown.length * rowH }),
+    axis.append(svg("line", { x1: x(t), x2: x(t), y1: top - 6, y2: top + bars.length * rowH }),
       svg("text", { x: x(t), y: 12, "text-anchor": "middle", class: "tick" }, duration((t - origin) / 1000)));
   }
   out.append(axis);
-  shown.forEach((b, i) => {
+  bars.forEach((b, i) => {
     const y = top + i * rowH;
     const colour = run.colours[b.step] || "#6b8db5";
     const title = svg("title", {}, `${b.task} (attempt ${b.attempt})`);
@@ -201,9 +200,9 @@ function timelineCard(run) {
       out.append(rect);
     }
   });
-  if (!run.finished) out.append(svg("line", { class: "now", x1: x(run.now), x2: x(run.now), y1: top - 6, y2: top + shown.length * rowH }));
+  if (!run.finished) out.append(svg("line", { class: "now", x1: x(run.now), x2: x(run.now), y1: top - 6, y2: top + bars.length * rowH }));
   card.append(h("div", { class: "timeline-wrap" }, out));
-  if (run.timelineTotal > shown.length) card.append(h("p", { class: "reason", id: "timeline-capped" }, `the first ${shown.length} of ${run.timelineTotal} attempts`));
+  if (run.timelineTotal > bars.length) card.append(h("p", { class: "reason", id: "timeline-capped" }, `the first ${bars.length} of ${run.timelineTotal} attempts`));
   return card;
 }
 
